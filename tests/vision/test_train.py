@@ -1,0 +1,114 @@
+import numpy as np
+import pytest
+import torch
+from vision.datasets import Item
+from vision.synth import synth_items
+
+from vision.artifacts import load_artifact
+from vision.train import (
+    TrainConfig,
+    TrainingCancelled,
+    TrainingDataError,
+    _box_bag_loss,
+    calibrate_thresholds,
+    train,
+)
+
+FAST = TrainConfig(max_steps=3, steps_per_epoch=3, batch_size=4, crop=64, seed=5)
+
+
+def test_artifact_metadata_says_how_it_was_made(tiny_artifact, tiny_items):
+    metadata = load_artifact(tiny_artifact).metadata
+    assert metadata["architecture"] == "scratchnet-v1"
+    assert metadata["thresholds"]["pass"] <= metadata["thresholds"]["fail"]
+    assert len(metadata["training_data"]["hash"]) == 64
+    assert metadata["library_versions"]["torch"] == torch.__version__
+    assert metadata["train_config"]["seed"] == 3
+    assert {"val_loss", "best_epoch"} <= set(metadata["metrics"])
+
+
+def test_same_seed_same_weights(tiny_items):
+    first = train(tiny_items, config=FAST).model.state_dict()
+    second = train(tiny_items, config=FAST).model.state_dict()
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+
+
+def test_progress_reports_steps_and_epochs_in_order(tiny_items):
+    events = []
+    train(tiny_items, config=FAST, progress=events.append)
+    steps = [e["step"] for e in events if e["event"] == "step"]
+    assert steps == [1, 2, 3]
+    epoch = next(e for e in events if e["event"] == "epoch")
+    assert {"train_loss", "val_loss", "fraction"} - set(epoch) == {"fraction"}
+    assert events[-1]["event"] == "done"
+    assert all(0 <= e["fraction"] <= 1 for e in events if e["event"] == "step")
+
+
+def test_should_stop_cancels_without_a_model(tiny_items):
+    calls = []
+
+    def should_stop():
+        calls.append(1)
+        return len(calls) > 2
+
+    with pytest.raises(TrainingCancelled, match="step 2"):
+        train(tiny_items, config=FAST, should_stop=should_stop)
+
+
+def test_needs_both_classes():
+    oks = [item for item in synth_items(12, seed=1, size=(64, 36), defect_rate=0.0)]
+    with pytest.raises(TrainingDataError, match="both ok and defect"):
+        train(oks, config=FAST)
+
+
+def test_boxes_and_bare_labels_are_enough_to_train():
+    """Inspectors give boxes or just a verdict: training must take those without masks."""
+    items = synth_items(16, seed=9, size=(128, 72), defect_rate=0.5)
+    weak = []
+    for index, item in enumerate(items):
+        if item.label == "defect" and index % 2:
+            weak.append(Item(label="defect", image=item.image, boxes=item.boxes, group=item.group))
+        elif item.label == "defect":
+            weak.append(Item(label="defect", image=item.image, group=item.group))
+        else:
+            weak.append(Item(label="ok", image=item.image, group=item.group))
+    result = train(weak, config=FAST)
+    assert np.isfinite(result.history[-1]["train_loss"])
+
+
+def test_box_loss_rewards_a_hot_cell_inside_the_box_and_cold_cells_outside():
+    box = [(8, 8, 24, 24)]  # cells 1..2 in each direction at stride 8
+    cold = torch.full((1, 6, 6), -5.0)
+    hot_inside = cold.clone()
+    hot_inside[0, 2, 2] = 5.0
+    hot_outside = cold.clone()
+    hot_outside[0, 5, 5] = 5.0
+    assert _box_bag_loss(hot_inside, box, 8)[0] < _box_bag_loss(cold, box, 8)[0]
+    assert _box_bag_loss(hot_inside, box, 8)[0] < _box_bag_loss(hot_outside, box, 8)[0]
+
+
+def test_loss_goes_down_on_synthetic_phones():
+    items = synth_items(24, seed=2, size=(256, 144), defect_rate=0.5, defect_types=None)
+    config = TrainConfig(max_steps=40, steps_per_epoch=20, batch_size=8, crop=96, seed=1)
+    result = train(items, config=config)
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+def test_thresholds_keep_the_target_recall_and_leave_a_margin():
+    labels = np.array([0] * 50 + [1] * 50)
+    scores = np.concatenate([np.linspace(0.0, 0.4, 50), np.linspace(0.6, 1.0, 50)])
+    thresholds = calibrate_thresholds(labels, scores, target_recall=0.99, target_precision=0.99)
+    assert 0.4 < thresholds["pass"] <= 0.6  # between the classes: every defect is flagged
+    assert thresholds["fail"] >= thresholds["pass"]
+    assert (scores[labels == 1] >= thresholds["pass"]).mean() >= 0.99
+
+
+def test_overlapping_classes_leave_an_uncertain_band():
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 200 + [1] * 200)
+    scores = np.concatenate([rng.beta(2, 5, 200), rng.beta(5, 2, 200)])
+    thresholds = calibrate_thresholds(labels, scores, target_recall=0.99, target_precision=0.99)
+    assert thresholds["pass"] < thresholds["fail"]
+    flagged = scores[labels == 1] >= thresholds["pass"]
+    assert flagged.mean() >= 0.99

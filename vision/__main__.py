@@ -1,0 +1,7 @@
+"""Entry point of `python -m vision`."""
+
+import sys
+
+from vision.cli import main
+
+sys.exit(main())

@@ -1,0 +1,247 @@
+"""Serving: a loaded artifact turns images into scores, verdicts, regions and heatmaps."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from vision.artifacts import load_artifact
+from vision.metrics import connected_components
+from vision.model import ScratchNet, images_to_tensor
+
+MAX_REGIONS = 20
+
+
+@dataclass(frozen=True)
+class Region:
+    box: tuple[int, int, int, int]
+    polygon: list[tuple[int, int]]
+    score: float
+    defect_type: str = "scratch"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "box": list(self.box),
+            "polygon": [list(point) for point in self.polygon],
+            "score": round(self.score, 4),
+            "defect_type": self.defect_type,
+        }
+
+
+@dataclass
+class ImagePrediction:
+    score: float
+    verdict: str  # "pass", "fail" or "uncertain"
+    regions: list[Region]
+    heatmap: np.ndarray = field(repr=False)  # float32 (h, w) in [0, 1]
+    image_size: tuple[int, int] = (0, 0)  # (width, height)
+    latency_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "score": round(self.score, 6),
+            "verdict": self.verdict,
+            "regions": [region.to_dict() for region in self.regions],
+        }
+
+    def heatmap_png(self, image: np.ndarray | None = None, *, alpha: float = 0.6) -> bytes:
+        """The heatmap in red over the image (or over black), as PNG bytes."""
+        width, height = self.image_size
+        if image is not None:
+            height, width = image.shape[:2]
+        heat = Image.fromarray((self.heatmap * 255).astype(np.uint8)).resize(
+            (width, height), Image.Resampling.BILINEAR
+        )
+        heat_array = np.asarray(heat, dtype=np.float32)[..., None] / 255.0
+        base = (
+            np.zeros((height, width, 3), dtype=np.float32)
+            if image is None
+            else image.astype(np.float32)
+        )
+        red = np.array([255.0, 40.0, 0.0], dtype=np.float32)
+        blend = base * (1 - alpha * heat_array) + red * (alpha * heat_array)
+        buffer = io.BytesIO()
+        Image.fromarray(blend.clip(0, 255).astype(np.uint8)).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+
+def _convex_hull(points: np.ndarray) -> list[tuple[int, int]]:
+    """Monotone chain; points (N, 2) as x, y."""
+    unique = sorted({(int(x), int(y)) for x, y in points})
+    if len(unique) <= 2:
+        return unique
+
+    def cross(o, a, b) -> int:
+        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+    lower: list[tuple[int, int]] = []
+    for point in unique:
+        while len(lower) >= 2 and cross(lower[-2], lower[-1], point) <= 0:
+            lower.pop()
+        lower.append(point)
+    upper: list[tuple[int, int]] = []
+    for point in reversed(unique):
+        while len(upper) >= 2 and cross(upper[-2], upper[-1], point) <= 0:
+            upper.pop()
+        upper.append(point)
+    return lower[:-1] + upper[:-1]
+
+
+def heatmap_regions(
+    heatmap: np.ndarray,
+    *,
+    stride: int,
+    image_size: tuple[int, int],
+    threshold: float,
+    defect_type: str = "scratch",
+) -> list[Region]:
+    """Connected groups of hot cells -> regions in image pixels, best first."""
+    width, height = image_size
+    labels, count = connected_components(heatmap >= threshold)
+    regions = []
+    for index in range(1, count + 1):
+        rows, cols = np.nonzero(labels == index)
+        x0, y0 = int(cols.min()) * stride, int(rows.min()) * stride
+        x1 = min(width, (int(cols.max()) + 1) * stride)
+        y1 = min(height, (int(rows.max()) + 1) * stride)
+        corners = np.concatenate(
+            [
+                np.stack([cols * stride, rows * stride], axis=1),
+                np.stack([(cols + 1) * stride, rows * stride], axis=1),
+                np.stack([cols * stride, (rows + 1) * stride], axis=1),
+                np.stack([(cols + 1) * stride, (rows + 1) * stride], axis=1),
+            ]
+        )
+        corners[:, 0] = corners[:, 0].clip(0, width)
+        corners[:, 1] = corners[:, 1].clip(0, height)
+        regions.append(
+            Region(
+                box=(x0, y0, x1, y1),
+                polygon=_convex_hull(corners),
+                score=float(heatmap[rows, cols].max()),
+                defect_type=defect_type,
+            )
+        )
+    regions.sort(key=lambda region: region.score, reverse=True)
+    return regions[:MAX_REGIONS]
+
+
+def _fuse_batchnorm(model: ScratchNet) -> nn.Module:
+    """Fold each BatchNorm into the convolution before it: same output, fewer passes."""
+    fused = []
+    for block in model.features:
+        conv, norm, relu = block
+        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+        folded = nn.Conv2d(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+            bias=True,
+        )
+        folded.weight.data = conv.weight.data * scale.view(-1, 1, 1, 1)
+        folded.bias.data = norm.bias.data - norm.running_mean * scale
+        fused.extend([folded, nn.ReLU(inplace=True)])
+    return nn.Sequential(*fused, model.head).eval()
+
+
+class Predictor:
+    """One loaded model, ready to predict. Build once per process and reuse."""
+
+    def __init__(self, model: ScratchNet, metadata: dict[str, Any], *, threads: int | None = None):
+        self.metadata = metadata
+        self.sha256: str = metadata.get("sha256", "")
+        self.model = model.eval()
+        self._net = _fuse_batchnorm(model).to(memory_format=torch.channels_last)
+        self.top_k = model.config.top_k
+        self.stride: int = model.config.stride
+        thresholds = metadata.get("thresholds", {})
+        self.pass_threshold: float = float(thresholds.get("pass", 0.5))
+        self.fail_threshold: float = float(thresholds.get("fail", 0.5))
+        self.region_threshold: float = float(metadata.get("region_threshold", 0.5))
+        self.normalization = metadata.get("normalization")
+        self.threads = threads
+        if threads:
+            torch.set_num_threads(threads)
+
+    @classmethod
+    def from_artifact(
+        cls, path: str | Path, *, threads: int | None = None, expected_sha256: str | None = None
+    ) -> Predictor:
+        loaded = load_artifact(path, expected_sha256=expected_sha256)
+        return cls(loaded.model, loaded.metadata, threads=threads)
+
+    def verdict_for(self, score: float) -> str:
+        if score >= self.fail_threshold:
+            return "fail"
+        if score < self.pass_threshold:
+            return "pass"
+        return "uncertain"
+
+    @torch.inference_mode()
+    def heatmap_logits(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """Same-size images -> (N, h, w) heatmap logits, cropped to the images' own extent."""
+        batch = images_to_tensor(list(images), normalization=self.normalization, stride=self.stride)
+        logits = self._net(batch)[:, 0]
+        height, width = images[0].shape[:2]
+        return logits[:, : -(-height // self.stride), : -(-width // self.stride)]
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[ImagePrediction]:
+        """Score each (H, W, 3) uint8 RGB image; same-size images run as one batch."""
+        results: list[ImagePrediction | None] = [None] * len(images)
+        by_size: dict[tuple[int, ...], list[int]] = {}
+        for index, image in enumerate(images):
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ValueError(
+                    f"image {index}: expected (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}"
+                )
+            by_size.setdefault(image.shape, []).append(index)
+        for indices in by_size.values():
+            started = time.perf_counter()
+            logits = self.heatmap_logits([images[i] for i in indices])
+            flat = logits.flatten(1)
+            k = min(self.top_k, flat.shape[1])
+            scores = torch.sigmoid(flat.topk(k, dim=1).values.mean(dim=1)).tolist()
+            heatmaps = torch.sigmoid(logits).numpy()
+            per_image_ms = (time.perf_counter() - started) * 1000 / len(indices)
+            for position, index in enumerate(indices):
+                started = time.perf_counter()
+                height, width = images[index].shape[:2]
+                score = float(scores[position])
+                heatmap = heatmaps[position].astype(np.float32)
+                regions = heatmap_regions(
+                    heatmap,
+                    stride=self.stride,
+                    image_size=(width, height),
+                    threshold=self.region_threshold,
+                )
+                verdict = self.verdict_for(score)
+                if not regions and verdict != "pass":
+                    # Show an uncertain or failing phone's hottest spot even when it is below
+                    # the region threshold: the inspector needs to know where to look.
+                    regions = heatmap_regions(
+                        heatmap,
+                        stride=self.stride,
+                        image_size=(width, height),
+                        threshold=float(heatmap.max()) * 0.7,
+                    )[:3]
+                results[index] = ImagePrediction(
+                    score=score,
+                    verdict=verdict,
+                    regions=regions,
+                    heatmap=heatmap,
+                    image_size=(width, height),
+                    latency_ms=per_image_ms + (time.perf_counter() - started) * 1000,
+                )
+        return [result for result in results if result is not None]

@@ -1,0 +1,117 @@
+"""The scratch-detection network: a small fully-convolutional net giving a defect heatmap and an
+image-level score, for any input size."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+ARCHITECTURE = "scratchnet-v1"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of the network, stored in every artifact so it can be rebuilt."""
+
+    widths: tuple[int, int, int] = (8, 16, 32)
+    context_dilations: tuple[int, ...] = (1, 2, 4)
+    # The image score is the mean of the top-k heatmap logits: max pooling (k=1) is the
+    # multiple-instance assumption, a few cells make it less jumpy on single noisy cells.
+    top_k: int = 2
+
+    @property
+    def stride(self) -> int:
+        return 2 ** len(self.widths)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        return cls(
+            widths=tuple(data["widths"]),
+            context_dilations=tuple(data["context_dilations"]),
+            top_k=int(data["top_k"]),
+        )
+
+
+def _conv_bn_relu(
+    channels_in: int, channels_out: int, *, stride: int = 1, dilation: int = 1
+) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(
+            channels_in,
+            channels_out,
+            kernel_size=3,
+            stride=stride,
+            padding=dilation,
+            dilation=dilation,
+            bias=False,
+        ),
+        nn.BatchNorm2d(channels_out),
+        nn.ReLU(inplace=True),
+    )
+
+
+class ScratchNet(nn.Module):
+    """Strided stem down to 1/8 of the input, then dilated context at that resolution.
+
+    Thin scratches (1-3 px at 1024 px) survive because the first convolution sees the full
+    resolution: a bright line on a dark screen is a strong local feature even when the
+    stride halves the grid. Dilated layers widen the context so reflections and dust (broad
+    or point-like) can be told apart from strokes without more down-sampling.
+    """
+
+    def __init__(self, config: ModelConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or ModelConfig()
+        layers: list[nn.Module] = []
+        channels = 3
+        for width in self.config.widths:
+            layers.append(_conv_bn_relu(channels, width, stride=2))
+            channels = width
+        for dilation in self.config.context_dilations:
+            layers.append(_conv_bn_relu(channels, channels, dilation=dilation))
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Conv2d(channels, 1, kernel_size=1)
+        nn.init.constant_(self.head.bias, -4.0)  # start near "no defect": most cells are clean
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 3, H, W) normalised floats -> heatmap logits (N, 1, h, w), image logits (N,)."""
+        logits = self.head(self.features(images))
+        return logits, image_logits(logits, self.config.top_k)
+
+
+def image_logits(heatmap_logits: torch.Tensor, top_k: int) -> torch.Tensor:
+    flat = heatmap_logits.flatten(1)
+    k = min(top_k, flat.shape[1])
+    return flat.topk(k, dim=1).values.mean(dim=1)
+
+
+def build_model(config: ModelConfig | None = None) -> ScratchNet:
+    return ScratchNet(config)
+
+
+# Fixed normalisation (not per image): per-image normalisation would hide the lighting shifts
+# that drift monitoring must see, and brightness augmentation already teaches robustness.
+NORMALIZATION = {"mean": [0.3, 0.3, 0.3], "std": [0.25, 0.25, 0.25]}
+
+
+def images_to_tensor(
+    images: list | tuple, *, normalization: dict | None = None, stride: int = 8
+) -> torch.Tensor:
+    """Same-size (H, W, 3) uint8 arrays -> normalised (N, 3, H', W') with H', W' padded up to the
+    stride (edge pixels repeated, so the border does not look like a bright edge)."""
+    normalization = normalization or NORMALIZATION
+    batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()
+    mean = torch.tensor(normalization["mean"]).view(1, 3, 1, 1) * 255.0
+    std = torch.tensor(normalization["std"]).view(1, 3, 1, 1) * 255.0
+    batch = (batch - mean) / std
+    height, width = batch.shape[-2:]
+    pad_h, pad_w = (-height) % stride, (-width) % stride
+    if pad_h or pad_w:
+        batch = nn.functional.pad(batch, (0, pad_w, 0, pad_h), mode="replicate")
+    return batch.contiguous(memory_format=torch.channels_last)

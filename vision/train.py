@@ -1,0 +1,487 @@
+"""Training: items in, a calibrated model out, with progress reports and cooperative cancel.
+
+Supervision is whatever the item has. A pixel mask (synthetic phones, labelled tiles) gives
+each heatmap cell a target. Boxes from inspectors say "some cell inside is defective, every
+cell outside is clean" (multiple-instance learning per box). An image-level label alone says
+"some cell is defective" for a defect and "no cell is" for an ok image.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import platform
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from vision.artifacts import save_artifact
+from vision.datasets import Item, split_items
+from vision.metrics import auroc, average_precision, threshold_for_recall
+from vision.model import NORMALIZATION, ModelConfig, ScratchNet, build_model, images_to_tensor
+
+ProgressCallback = Callable[[dict[str, Any]], None]
+StopCallback = Callable[[], bool]
+
+
+class TrainingCancelled(Exception):
+    """should_stop() said stop: no model is produced."""
+
+
+class TrainingDataError(ValueError):
+    """The items cannot train a model (e.g. no defect or no ok example)."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    minutes: float = 4.0
+    max_epochs: int = 100
+    steps_per_epoch: int = 40
+    batch_size: int = 12
+    crop: int = 192
+    learning_rate: float = 4e-3
+    weight_decay: float = 1e-4
+    val_fraction: float = 0.2
+    patience: int = 8
+    seed: int = 0
+    target_recall: float = 0.99
+    target_precision: float = 0.99
+    region_threshold: float = 0.5
+    # Share of defect crops centred on a defect (the rest are random): defects are small, a
+    # random crop would mostly show clean screen.
+    defect_centred: float = 0.8
+    threads: int | None = None
+    device: str = "auto"
+    max_steps: int | None = None  # hard cap for tests and smoke runs
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["model"] = self.model.to_dict()
+        return data
+
+
+@dataclass
+class TrainResult:
+    model: ScratchNet
+    metadata: dict[str, Any]
+    history: list[dict[str, Any]]
+    stopped_because: str
+
+    def save(self, path: str | Path) -> str:
+        return save_artifact(path, self.model, self.metadata)
+
+
+@dataclass
+class _Sample:
+    image: np.ndarray  # (H, W, 3) uint8
+    label: int  # 1 defect, 0 ok
+    pixel_mask: np.ndarray | None  # bool (H, W): every pixel's truth is known
+    boxes: tuple[tuple[int, int, int, int], ...]  # weak: somewhere inside each box
+    defect_pixels: np.ndarray | None  # (K, 2) y, x to centre crops on
+
+
+def data_hash(items: Sequence[Item]) -> str:
+    """A hash of the training data list: which files (or synthetic ids) with which labels."""
+    rows = sorted(
+        json.dumps(
+            [
+                str(item.path) if item.path else item.group,
+                item.label,
+                item.defect_type,
+                str(item.mask_path or ""),
+                [list(box) for box in item.boxes],
+            ]
+        )
+        for item in items
+    )
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()
+
+
+def _load_sample(item: Item) -> _Sample:
+    image = item.load_image()
+    label = 1 if item.label == "defect" else 0
+    pixel_mask = None
+    if item.mask is not None or item.mask_path is not None:
+        pixel_mask = item.load_mask()
+        if pixel_mask is not None and label == 1 and not pixel_mask.any():
+            pixel_mask = None  # a defect with an empty mask: the defect is unlocated, not absent
+    boxes = tuple(item.boxes) if pixel_mask is None and label == 1 else ()
+    if label == 0:
+        pixel_mask = np.zeros(image.shape[:2], dtype=bool)
+    defect_pixels = None
+    if pixel_mask is not None and pixel_mask.any():
+        defect_pixels = np.argwhere(pixel_mask)
+    elif boxes:
+        defect_pixels = np.array([((y0 + y1) // 2, (x0 + x1) // 2) for x0, y0, x1, y1 in boxes])
+    return _Sample(image, label, pixel_mask, boxes, defect_pixels)
+
+
+def _crop(sample: _Sample, size: int, rng: random.Random, centred: bool) -> tuple:
+    """A size x size crop (edge-padded when the image is smaller) with its targets."""
+    height, width = sample.image.shape[:2]
+    if centred and sample.defect_pixels is not None:
+        cy, cx = sample.defect_pixels[rng.randrange(len(sample.defect_pixels))]
+        top = int(cy) - size // 2 + rng.randint(-size // 4, size // 4)
+        left = int(cx) - size // 2 + rng.randint(-size // 4, size // 4)
+    else:
+        top = rng.randint(0, max(0, height - size))
+        left = rng.randint(0, max(0, width - size))
+    top = min(max(0, top), max(0, height - size))
+    left = min(max(0, left), max(0, width - size))
+    image = sample.image[top : top + size, left : left + size]
+    mask = (
+        None
+        if sample.pixel_mask is None
+        else sample.pixel_mask[top : top + size, left : left + size]
+    )
+    pad_h, pad_w = size - image.shape[0], size - image.shape[1]
+    if pad_h or pad_w:
+        image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        if mask is not None:
+            mask = np.pad(mask, ((0, pad_h), (0, pad_w)), mode="constant")
+    boxes = tuple(
+        (x0 - left, y0 - top, x1 - left, y1 - top)
+        for x0, y0, x1, y1 in sample.boxes
+        if x1 > left and x0 < left + size and y1 > top and y0 < top + size
+    )
+    if mask is not None:
+        label = int(mask.any())
+    elif sample.boxes:
+        label = int(bool(boxes))
+    else:
+        label = sample.label
+    return image, mask, boxes, label
+
+
+def _augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Lighting and sensor variation on normalised (N, 3, H, W) crops."""
+    n = batch.shape[0]
+    gain = 1.0 + (torch.rand(n, 1, 1, 1, generator=generator) - 0.5) * 0.6
+    colour = 1.0 + (torch.rand(n, 3, 1, 1, generator=generator) - 0.5) * 0.2
+    offset = (torch.rand(n, 1, 1, 1, generator=generator) - 0.5) * 0.4
+    noise = torch.randn(batch.shape, generator=generator) * (
+        torch.rand(n, 1, 1, 1, generator=generator) * 0.06
+    )
+    return batch * gain * colour + offset + noise
+
+
+def _flip_rotate(image: np.ndarray, mask: np.ndarray | None, rng: random.Random) -> tuple:
+    turns = rng.randrange(4)
+    flip = rng.random() < 0.5
+    image = np.rot90(image, turns)
+    mask = None if mask is None else np.rot90(mask, turns)
+    if flip:
+        image = image[:, ::-1]
+        mask = None if mask is None else mask[:, ::-1]
+    return np.ascontiguousarray(image), None if mask is None else np.ascontiguousarray(mask)
+
+
+def _cell_targets(mask: torch.Tensor, stride: int) -> torch.Tensor:
+    """(N, H, W) bool pixel masks -> (N, 1, h, w) cell targets: a cell is a defect when any of
+    its pixels is."""
+    return F.max_pool2d(
+        mask.float().unsqueeze(1), kernel_size=stride, stride=stride, ceil_mode=True
+    )
+
+
+def _box_bag_loss(logits: torch.Tensor, boxes: Sequence, stride: int) -> tuple[torch.Tensor, int]:
+    """Multiple-instance loss for one crop's boxes: the best cell in each box is a defect, cells
+    outside every box are clean."""
+    _, height, width = logits.shape
+    outside = torch.ones(height, width, dtype=torch.bool)
+    losses = []
+    for x0, y0, x1, y1 in boxes:
+        r0, r1 = max(0, y0 // stride), min(height, math.ceil(y1 / stride))
+        c0, c1 = max(0, x0 // stride), min(width, math.ceil(x1 / stride))
+        if r1 <= r0 or c1 <= c0:
+            continue
+        outside[r0:r1, c0:c1] = False
+        best = logits[0, r0:r1, c0:c1].max()
+        losses.append(F.binary_cross_entropy_with_logits(best, torch.ones(())))
+    negatives = logits[0][outside]
+    if negatives.numel():
+        losses.append(F.binary_cross_entropy_with_logits(negatives, torch.zeros_like(negatives)))
+    if not losses:
+        return logits.sum() * 0.0, 0
+    return torch.stack(losses).mean(), 1
+
+
+class _Trainer:
+    def __init__(self, samples: list[_Sample], config: TrainConfig, device: torch.device):
+        self.samples = samples
+        self.config = config
+        self.device = device
+        self.rng = random.Random(config.seed)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.model = build_model(config.model).to(device).to(memory_format=torch.channels_last)
+        self.stride = config.model.stride
+        self.defects = [s for s in samples if s.label == 1]
+        self.oks = [s for s in samples if s.label == 0]
+        # Defects known only by an image label cannot be cropped safely: they train whole.
+        self.whole = [s for s in self.defects if s.pixel_mask is None and not s.boxes]
+        self.croppable = [s for s in self.defects if s not in self.whole]
+
+    def batch_loss(self) -> torch.Tensor:
+        config = self.config
+        crops, masks, boxes_list, labels = [], [], [], []
+        for index in range(config.batch_size):
+            use_defect = index % 2 == 0 and self.croppable
+            pool = self.croppable if use_defect else (self.oks or self.croppable)
+            sample = pool[self.rng.randrange(len(pool))]
+            centred = use_defect and self.rng.random() < config.defect_centred
+            image, mask, boxes, label = _crop(sample, config.crop, self.rng, centred)
+            if boxes:
+                # Rotating boxes is fiddly and their loss is loose anyway: keep their orientation.
+                image = np.ascontiguousarray(image)
+            else:
+                image, mask = _flip_rotate(image, mask, self.rng)
+            crops.append(image)
+            masks.append(mask)
+            boxes_list.append(boxes)
+            labels.append(label)
+        batch = _augment(images_to_tensor(crops), self.generator).to(self.device)
+        logits, image_logits = self.model(batch)
+        target_labels = torch.tensor(labels, dtype=torch.float32, device=self.device)
+        loss = F.binary_cross_entropy_with_logits(image_logits, target_labels)
+        with_mask = [i for i, m in enumerate(masks) if m is not None]
+        if with_mask:
+            cell_truth = _cell_targets(
+                torch.from_numpy(np.stack([masks[i] for i in with_mask])), self.stride
+            ).to(self.device)
+            cell_logits = logits[with_mask]
+            # Defect cells are rare: weigh them up so the heatmap does not learn "all clean".
+            weight = 1.0 + 9.0 * cell_truth
+            loss = loss + F.binary_cross_entropy_with_logits(cell_logits, cell_truth, weight=weight)
+        box_losses = [
+            _box_bag_loss(logits[i], boxes_list[i], self.stride)[0]
+            for i, m in enumerate(masks)
+            if m is None and boxes_list[i]
+        ]
+        if box_losses:
+            loss = loss + torch.stack(box_losses).mean()
+        if self.whole and self.rng.random() < len(self.whole) / max(1, len(self.defects)):
+            sample = self.whole[self.rng.randrange(len(self.whole))]
+            whole = _augment(images_to_tensor([sample.image]), self.generator).to(self.device)
+            _, whole_logit = self.model(whole)
+            loss = loss + F.binary_cross_entropy_with_logits(
+                whole_logit, torch.ones(1, device=self.device)
+            )
+        return loss
+
+    @torch.no_grad()
+    def scores(self, samples: Sequence[_Sample]) -> np.ndarray:
+        self.model.eval()
+        result = []
+        for sample in samples:
+            _, image_logit = self.model(images_to_tensor([sample.image]).to(self.device))
+            result.append(torch.sigmoid(image_logit).item())
+        self.model.train()
+        return np.array(result)
+
+
+def _validation_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    eps = 1e-6
+    clipped = np.clip(scores, eps, 1 - eps)
+    loss = float(-np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped)))
+    metrics = {"val_loss": loss}
+    if 0 < labels.sum() < len(labels):
+        metrics["val_auroc"] = auroc(labels, scores)
+        metrics["val_average_precision"] = average_precision(labels, scores)
+    return metrics
+
+
+def calibrate_thresholds(
+    labels: np.ndarray, scores: np.ndarray, *, target_recall: float, target_precision: float
+) -> dict[str, float]:
+    """Pass below `pass`, fail at or above `fail`, a human in between.
+
+    `pass` keeps at least target_recall of the validation defects at or above it, moved
+    halfway down to the nearest ok score for a margin. `fail` is the lowest score where
+    precision reaches target_precision, never below `pass`.
+    """
+    labels = np.asarray(labels)
+    scores = np.asarray(scores, dtype=float)
+    if not (0 < labels.sum() < len(labels)):
+        return {"pass": 0.5, "fail": 0.5, "target_recall": target_recall}
+    recall_threshold = threshold_for_recall(labels, scores, target_recall)
+    ok_below = scores[(labels == 0) & (scores < recall_threshold)]
+    pass_threshold = (
+        (recall_threshold + ok_below.max()) / 2 if ok_below.size else recall_threshold / 2
+    )
+    fail_threshold = 1.0
+    for threshold in np.unique(scores):
+        predicted = scores >= threshold
+        precision = labels[predicted].mean()
+        if precision >= target_precision:
+            fail_threshold = float(threshold)
+            break
+    fail_threshold = max(fail_threshold, pass_threshold)
+    return {
+        "pass": float(pass_threshold),
+        "fail": float(fail_threshold),
+        "target_recall": target_recall,
+        "target_precision": target_precision,
+    }
+
+
+def _pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def train(
+    items: Sequence[Item],
+    *,
+    config: TrainConfig | None = None,
+    progress: ProgressCallback | None = None,
+    should_stop: StopCallback | None = None,
+    val_items: Sequence[Item] | None = None,
+) -> TrainResult:
+    """Train a ScratchNet on `items`; the validation split is taken from them unless given."""
+    config = config or TrainConfig()
+    started = time.monotonic()
+    report = progress or (lambda event: None)
+    stop = should_stop or (lambda: False)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    device = _pick_device(config.device)
+
+    items = list(items)
+    if val_items is None:
+        train_items, val_items = split_items(
+            items, fractions=(1 - config.val_fraction, config.val_fraction), seed=config.seed
+        )
+    else:
+        train_items, val_items = items, list(val_items)
+    for name, group in (("training", train_items), ("validation", val_items)):
+        labels = {item.label for item in group}
+        if labels != {"ok", "defect"}:
+            raise TrainingDataError(
+                f"the {name} split needs both ok and defect images; it has "
+                f"{sorted(labels) or 'none'} ({len(group)} items)"
+            )
+    report({"event": "loading", "items": len(items)})
+    samples = [_load_sample(item) for item in train_items]
+    val_samples = [_load_sample(item) for item in val_items]
+    val_labels = np.array([s.label for s in val_samples])
+
+    trainer = _Trainer(samples, config, device)
+    optimizer = torch.optim.AdamW(
+        trainer.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    budget_s = config.minutes * 60
+    total_steps = config.max_epochs * config.steps_per_epoch
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.learning_rate, total_steps=max(total_steps, 2), pct_start=0.1
+    )
+    history: list[dict[str, Any]] = []
+    best_state, best_loss, best_epoch = None, math.inf, 0
+    stopped_because = "max_epochs"
+    step = 0
+    trainer.model.train()
+    for epoch in range(1, config.max_epochs + 1):
+        epoch_losses = []
+        for _ in range(config.steps_per_epoch):
+            if stop():
+                raise TrainingCancelled(f"cancelled at epoch {epoch}, step {step}")
+            loss = trainer.batch_loss()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if step < total_steps - 1:
+                scheduler.step()
+            step += 1
+            epoch_losses.append(loss.item())
+            elapsed = time.monotonic() - started
+            report(
+                {
+                    "event": "step",
+                    "epoch": epoch,
+                    "step": step,
+                    "total_steps": total_steps,
+                    "loss": epoch_losses[-1],
+                    "elapsed_s": elapsed,
+                    "fraction": min(1.0, max(step / total_steps, elapsed / budget_s)),
+                }
+            )
+            if step >= total_steps or elapsed >= budget_s:
+                break
+        val_scores = trainer.scores(val_samples)
+        metrics = _validation_metrics(val_labels, val_scores)
+        entry = {
+            "epoch": epoch,
+            "step": step,
+            "train_loss": float(np.mean(epoch_losses)),
+            **metrics,
+            "elapsed_s": time.monotonic() - started,
+        }
+        history.append(entry)
+        report({"event": "epoch", **entry, "total_steps": total_steps})
+        if metrics["val_loss"] < best_loss:
+            best_loss, best_epoch = metrics["val_loss"], epoch
+            best_state = copy.deepcopy(trainer.model.state_dict())
+        if step >= total_steps:
+            stopped_because = "max_steps" if config.max_steps is not None else "max_epochs"
+            break
+        if time.monotonic() - started >= budget_s:
+            stopped_because = "time_budget"
+            break
+        if epoch - best_epoch >= config.patience:
+            stopped_because = "early_stopping"
+            break
+    if best_state is not None:
+        trainer.model.load_state_dict(best_state)
+    trainer.model.eval()
+    val_scores = trainer.scores(val_samples)
+    trainer.model.eval()
+    thresholds = calibrate_thresholds(
+        val_labels,
+        val_scores,
+        target_recall=config.target_recall,
+        target_precision=config.target_precision,
+    )
+    metrics = _validation_metrics(val_labels, val_scores)
+    sizes = sorted({s.image.shape[:2] for s in samples})
+    metadata = {
+        "created_at": datetime.now(UTC).isoformat(),
+        "normalization": NORMALIZATION,
+        "stride": config.model.stride,
+        "input_size": {"train_crop": config.crop, "example_hw": list(sizes[len(sizes) // 2])},
+        "thresholds": thresholds,
+        "region_threshold": config.region_threshold,
+        "train_config": config.to_dict(),
+        "training_data": {
+            "hash": data_hash(train_items),
+            "validation_hash": data_hash(val_items),
+            "train_count": len(train_items),
+            "validation_count": len(val_items),
+            "defect_types": sorted({i.defect_type for i in train_items if i.label == "defect"}),
+        },
+        "metrics": {**metrics, "best_epoch": best_epoch, "epochs": len(history), "steps": step},
+        "training_seconds": round(time.monotonic() - started, 1),
+        "stopped_because": stopped_because,
+        "library_versions": {
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+        "device": str(device),
+    }
+    report({"event": "done", "metrics": metadata["metrics"], "thresholds": thresholds})
+    return TrainResult(trainer.model.cpu(), metadata, history, stopped_because)
