@@ -1,0 +1,379 @@
+"""The station and inspector API (v1): parse, call one service or selector, serialize."""
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.errors import ApplicationError
+from inspection import events, selectors, services
+from inspection.models import AutomationLevel, DecisionStatus, Verdict
+from inspection.permissions import (
+    IsInspector,
+    IsStation,
+    IsStationOrStaff,
+    IsSupervisor,
+    is_station,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_WAIT_SECONDS = 60
+# A waiting request re-reads the decision at least this often, so it also learns of verdicts
+# recorded by another web process when the channel layer is in memory.
+WAIT_RECHECK_SECONDS = 1.0
+_MODEL_SHOWN = {"assisted", "confident", "uncertain", "full"}
+
+
+class RegionSerializer(serializers.Serializer):
+    box = serializers.ListField(
+        child=serializers.IntegerField(min_value=0), min_length=4, max_length=4
+    )
+    defect_type = serializers.CharField(max_length=32, default="scratch")
+
+    def validate_box(self, box: list[int]) -> list[int]:
+        if box[2] <= box[0] or box[3] <= box[1]:
+            raise serializers.ValidationError("box must be [x0, y0, x1, y1] with x1 > x0, y1 > y0.")
+        return box
+
+
+class CaptureOutputSerializer(serializers.Serializer):
+    """The answer stations read: id, line, status, verdict, decided_by (shared/INTERFACES.md)."""
+
+    id = serializers.UUIDField()
+    line = serializers.CharField(source="line.code")
+    station = serializers.IntegerField(source="station_id")
+    idempotency_key = serializers.CharField()
+    status = serializers.CharField(source="decision.status")
+    verdict = serializers.SerializerMethodField()
+    decided_by = serializers.SerializerMethodField()
+    decided_at = serializers.DateTimeField(source="decision.decided_at", allow_null=True)
+    reason = serializers.CharField(source="decision.reason")
+    audit = serializers.BooleanField(source="decision.audit")
+    model = serializers.SerializerMethodField()
+    received_at = serializers.DateTimeField()
+    captured_at = serializers.DateTimeField(allow_null=True)
+    image_sha256 = serializers.CharField()
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    metadata = serializers.JSONField()
+
+    def get_verdict(self, capture) -> str | None:
+        return capture.decision.verdict or None
+
+    def get_decided_by(self, capture) -> str | None:
+        return capture.decision.decided_by or None
+
+    def get_model(self, capture) -> dict[str, Any] | None:
+        """The acting model's output, when the line's level shows it."""
+        decision = capture.decision
+        if decision.reason not in _MODEL_SHOWN:
+            return None
+        for prediction in capture.predictions.all():
+            if prediction.pk == decision.acting_prediction_id:
+                return {
+                    "model_version": prediction.model_version_id,
+                    "role": prediction.role,
+                    "score": round(prediction.score, 6),
+                    "verdict": decision.model_verdict,
+                    "regions": prediction.regions,
+                    "latency_ms": prediction.latency_ms,
+                }
+        return None
+
+
+def _capture_response(capture, code: int = status.HTTP_200_OK) -> Response:
+    return Response(CaptureOutputSerializer(capture).data, status=code)
+
+
+class CaptureCollectionApi(APIView):
+    """POST: a station sends a capture. GET: captures, newest first, with filters."""
+
+    parser_classes = [MultiPartParser, FormParser]
+
+    class InputSerializer(serializers.Serializer):
+        image = serializers.FileField(allow_empty_file=True)
+        line = serializers.CharField(max_length=32)
+        idempotency_key = serializers.CharField(max_length=64)
+        captured_at = serializers.DateTimeField(required=False)
+        metadata = serializers.JSONField(required=False, binary=True)
+
+        def validate_metadata(self, value: Any) -> dict:
+            if not isinstance(value, dict):
+                raise serializers.ValidationError("metadata must be a JSON object.")
+            return value
+
+    class FilterSerializer(serializers.Serializer):
+        line = serializers.CharField(required=False)
+        station = serializers.IntegerField(required=False)
+        status = serializers.ChoiceField(choices=DecisionStatus.choices, required=False)
+        verdict = serializers.ChoiceField(choices=Verdict.choices, required=False)
+        received_after = serializers.DateTimeField(required=False)
+        received_before = serializers.DateTimeField(required=False)
+
+    def get_permissions(self):
+        if self.request.method == "POST":
+            return [IsAuthenticated(), IsStation()]
+        return [IsAuthenticated(), IsStationOrStaff()]
+
+    @extend_schema(
+        request={"multipart/form-data": InputSerializer},
+        responses={200: CaptureOutputSerializer, 201: CaptureOutputSerializer},
+    )
+    def post(self, request):
+        content_length = int(request.META.get("CONTENT_LENGTH") or 0)
+        if content_length > settings.CAPTURE_MAX_BYTES + 64 * 1024:
+            raise ApplicationError(
+                f"The request is {content_length} bytes; images may be at most "
+                f"{settings.CAPTURE_MAX_BYTES} bytes.",
+                code="too_large",
+                status=413,
+            )
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        upload = data["image"]
+        if upload.size > settings.CAPTURE_MAX_BYTES:
+            raise ApplicationError(
+                f"The image is {upload.size} bytes; the limit is {settings.CAPTURE_MAX_BYTES}.",
+                code="too_large",
+                status=413,
+            )
+        result = services.capture_ingest(
+            station=request.auth,
+            line_code=data["line"],
+            idempotency_key=data["idempotency_key"],
+            image_data=upload.read(),
+            captured_at=data.get("captured_at"),
+            metadata=data.get("metadata"),
+        )
+        return _capture_response(
+            result.capture, status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
+        )
+
+    @extend_schema(parameters=[FilterSerializer], responses=CaptureOutputSerializer(many=True))
+    def get(self, request):
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        data = filters.validated_data
+        if is_station(request):
+            data["station"] = request.auth.pk
+        captures = selectors.capture_list(
+            line=data.get("line"),
+            station_id=data.get("station"),
+            status=data.get("status"),
+            verdict=data.get("verdict"),
+            received_after=data.get("received_after"),
+            received_before=data.get("received_before"),
+        )
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(captures, request, view=self)
+        return paginator.get_paginated_response(CaptureOutputSerializer(page, many=True).data)
+
+
+def _wait_seconds(request) -> float | None:
+    raw = request.GET.get("wait")
+    if raw in (None, ""):
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ApplicationError(
+            "wait must be a number of seconds (0 to 60).", code="invalid_wait"
+        ) from None
+    if not 0 <= seconds <= MAX_WAIT_SECONDS:
+        raise ApplicationError("wait must be between 0 and 60 seconds.", code="invalid_wait")
+    return seconds
+
+
+class CaptureDetailApi(APIView):
+    """One capture. With `?wait=SECONDS` (<= 60), answers once it is decided or time is up."""
+
+    permission_classes = [IsAuthenticated, IsStationOrStaff]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("wait", float, description="Seconds to wait for a decision (<= 60)")
+        ],
+        responses=CaptureOutputSerializer,
+    )
+    def get(self, request, capture_id):
+        _wait_seconds(request)  # validates
+        capture = selectors.capture_get(capture_id=capture_id)
+        if is_station(request) and capture.line_id != request.auth.line_id:
+            raise ApplicationError("No such capture.", code="not_found", status=404)
+        return _capture_response(capture)
+
+
+_detail_view = CaptureDetailApi.as_view()
+
+
+async def _wait_for_decision(capture_id: Any, seconds: float) -> None:
+    """Sleep until the capture's decision event arrives (or a re-read finds it decided)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    group = events.capture_group(capture_id)
+    await layer.group_add(group, channel)
+    try:
+        while True:
+            decision_status = await sync_to_async(selectors.capture_decision_status)(
+                capture_id=capture_id
+            )
+            remaining = deadline - loop.time()
+            if decision_status != DecisionStatus.PENDING or remaining <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    layer.receive(channel), timeout=min(remaining, WAIT_RECHECK_SECONDS)
+                )
+    finally:
+        await layer.group_discard(group, channel)
+
+
+@csrf_exempt
+async def capture_detail(request, capture_id):
+    """The long poll without a thread per waiting station: only the two reads use a thread."""
+    response = await sync_to_async(_detail_view)(request, capture_id=capture_id)
+    if request.method != "GET" or response.status_code != 200:
+        return response
+    seconds = _wait_seconds(request)
+    if not seconds or response.data["status"] != DecisionStatus.PENDING:
+        return response
+    await _wait_for_decision(capture_id, seconds)
+    return await sync_to_async(_detail_view)(request, capture_id=capture_id)
+
+
+# drf-spectacular documents the DRF view behind the async wrapper.
+capture_detail.cls = CaptureDetailApi
+capture_detail.initkwargs = {}
+
+
+class CaptureClaimApi(APIView):
+    """An inspector takes a pending capture (409 if another inspector has it)."""
+
+    permission_classes = [IsAuthenticated, IsInspector]
+
+    @extend_schema(request=None, responses=CaptureOutputSerializer)
+    def post(self, request, capture_id):
+        services.decision_claim(capture_id=capture_id, user=request.user)
+        return _capture_response(selectors.capture_get(capture_id=capture_id))
+
+
+class CaptureVerdictApi(APIView):
+    """An inspector's verdict on a pending capture; 409 when decided or claimed by another."""
+
+    permission_classes = [IsAuthenticated, IsInspector]
+
+    class InputSerializer(serializers.Serializer):
+        verdict = serializers.ChoiceField(choices=Verdict.choices)
+        regions = RegionSerializer(many=True, required=False)
+        note = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+    @extend_schema(request=InputSerializer, responses=CaptureOutputSerializer)
+    def post(self, request, capture_id):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.verdict_record(
+            capture_id=capture_id, user=request.user, **serializer.validated_data
+        )
+        return _capture_response(selectors.capture_get(capture_id=capture_id))
+
+
+class LineOutputSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    name = serializers.CharField()
+    automation_level = serializers.CharField()
+    pass_threshold = serializers.FloatField()
+    fail_threshold = serializers.FloatField()
+    audit_percent = serializers.FloatField()
+    updated_at = serializers.DateTimeField()
+    deployments = serializers.SerializerMethodField()
+
+    def get_deployments(self, line) -> list[dict[str, Any]]:
+        return [
+            {
+                "role": d.role,
+                "model_version": d.model_version_id,
+                "model_name": d.model_version.name,
+                "sha256": d.model_version.sha256,
+                "canary_percent": d.canary_percent,
+            }
+            for d in line.deployments.all()
+        ]
+
+
+class LineListApi(APIView):
+    permission_classes = [IsAuthenticated, IsStationOrStaff]
+
+    @extend_schema(responses=LineOutputSerializer(many=True))
+    def get(self, request):
+        lines = selectors.line_list()
+        if is_station(request):
+            lines = lines.filter(pk=request.auth.line_id)
+        return Response(LineOutputSerializer(lines, many=True).data)
+
+
+class LineDetailApi(APIView):
+    """GET: a line's settings. PATCH (supervisors): change them; every change is audited."""
+
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=120, required=False)
+        automation_level = serializers.ChoiceField(choices=AutomationLevel.choices, required=False)
+        pass_threshold = serializers.FloatField(min_value=0, max_value=1, required=False)
+        fail_threshold = serializers.FloatField(min_value=0, max_value=1, required=False)
+        audit_percent = serializers.FloatField(min_value=0, max_value=100, required=False)
+
+    def get_permissions(self):
+        if self.request.method == "PATCH":
+            return [IsAuthenticated(), IsSupervisor()]
+        return [IsAuthenticated(), IsStationOrStaff()]
+
+    def _line(self, request, code: str):
+        line = selectors.line_list().filter(code=code).first()
+        if line is None or (is_station(request) and line.pk != request.auth.line_id):
+            raise ApplicationError(
+                f"Unknown production line {code!r}.", code="unknown_line", status=404
+            )
+        return line
+
+    @extend_schema(responses=LineOutputSerializer)
+    def get(self, request, code):
+        return Response(LineOutputSerializer(self._line(request, code)).data)
+
+    @extend_schema(request=InputSerializer, responses=LineOutputSerializer)
+    def patch(self, request, code):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.line_settings_update(
+            line=self._line(request, code), user=request.user, **serializer.validated_data
+        )
+        return Response(LineOutputSerializer(self._line(request, code)).data)
+
+
+class LineChangeListApi(APIView):
+    """The audit trail of a line's settings, newest first."""
+
+    permission_classes = [IsAuthenticated, IsSupervisor]
+
+    class OutputSerializer(serializers.Serializer):
+        changed_at = serializers.DateTimeField()
+        changed_by = serializers.CharField(source="changed_by.username", allow_null=True)
+        changes = serializers.JSONField()
+
+    @extend_schema(responses=OutputSerializer(many=True))
+    def get(self, request, code):
+        line = selectors.line_get(code=code)
+        return Response(self.OutputSerializer(selectors.line_changes(line=line), many=True).data)

@@ -1,0 +1,207 @@
+"""Production lines, stations, captures, model predictions and the decision on each capture."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class AutomationLevel(models.TextChoices):
+    MANUAL = "manual", "Manual: a human decides every capture"
+    SHADOW = "shadow", "Shadow: the model runs hidden, a human decides"
+    ASSISTED = "assisted", "Assisted: a human decides, seeing the model's output"
+    PARTIAL = "partial", "Partial: the model decides when confident"
+    FULL = "full", "Full: the model decides, a sample is audited"
+
+
+class Verdict(models.TextChoices):
+    PASS = "pass", "Pass"
+    FAIL = "fail", "Fail"
+
+
+class ProductionLine(models.Model):
+    code = models.SlugField(max_length=32, unique=True)
+    name = models.CharField(max_length=120)
+    automation_level = models.CharField(
+        max_length=16, choices=AutomationLevel.choices, default=AutomationLevel.MANUAL
+    )
+    # Scores below pass_threshold are confident passes, at or above fail_threshold confident fails.
+    pass_threshold = models.FloatField(default=0.3)
+    fail_threshold = models.FloatField(default=0.7)
+    audit_percent = models.FloatField(default=2.0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(pass_threshold__gte=0)
+                & Q(fail_threshold__lte=1)
+                & Q(pass_threshold__lte=models.F("fail_threshold")),
+                name="line_thresholds_ordered",
+            ),
+            models.CheckConstraint(
+                condition=Q(audit_percent__gte=0) & Q(audit_percent__lte=100),
+                name="line_audit_percent_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class LineSettingsChange(models.Model):
+    """One audited change of a line's settings: who, when, and each field's old and new value."""
+
+    line = models.ForeignKey(ProductionLine, on_delete=models.CASCADE, related_name="changes")
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    changed_at = models.DateTimeField(auto_now_add=True)
+    changes = models.JSONField()  # {"field": {"old": ..., "new": ...}}
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.line} changed {', '.join(self.changes)}"
+
+
+class Station(models.Model):
+    line = models.ForeignKey(ProductionLine, on_delete=models.PROTECT, related_name="stations")
+    name = models.CharField(max_length=64)
+    # Only a SHA-256 of the token is kept; the token itself is shown once, at creation.
+    token_hash = models.CharField(max_length=64, unique=True)
+    token_prefix = models.CharField(max_length=8)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["line__code", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["line", "name"], name="station_name_unique_per_line")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.line.code}/{self.name}"
+
+    @property
+    def is_authenticated(self) -> bool:
+        # DRF and Channels ask the authenticated principal this.
+        return True
+
+
+class Capture(models.Model):
+    # A UUID made before the insert: the canary and audit hashes need the id before predicting.
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    line = models.ForeignKey(ProductionLine, on_delete=models.PROTECT, related_name="captures")
+    station = models.ForeignKey(Station, on_delete=models.PROTECT, related_name="captures")
+    idempotency_key = models.CharField(max_length=64)
+    image = models.CharField(max_length=200)  # path under MEDIA_ROOT, named by sha256
+    image_sha256 = models.CharField(max_length=64, db_index=True)
+    image_bytes = models.PositiveIntegerField()
+    image_format = models.CharField(max_length=8)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    image_stats = models.JSONField(default=dict)  # for drift monitoring
+    metadata = models.JSONField(default=dict, blank=True)
+    captured_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["station", "idempotency_key"], name="capture_idempotency_key_per_station"
+            )
+        ]
+        indexes = [models.Index(fields=["line", "-received_at"], name="capture_line_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.line_id}:{self.id}"
+
+
+class PredictionRole(models.TextChoices):
+    PRODUCTION = "production", "Production"
+    SHADOW = "shadow", "Shadow"
+    CANARY = "canary", "Canary"
+
+
+class Prediction(models.Model):
+    capture = models.ForeignKey(Capture, on_delete=models.CASCADE, related_name="predictions")
+    model_version = models.ForeignKey(
+        "models_registry.ModelVersion", on_delete=models.PROTECT, related_name="predictions"
+    )
+    role = models.CharField(max_length=16, choices=PredictionRole.choices)
+    score = models.FloatField()
+    # The model's own reading with its thresholds: pass, fail or uncertain.
+    verdict = models.CharField(max_length=16)
+    regions = models.JSONField(default=list)
+    latency_ms = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["capture", "role"]
+        constraints = [
+            models.UniqueConstraint(fields=["capture", "role"], name="prediction_one_per_role")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} {self.score:.3f} on {self.capture_id}"
+
+
+class DecisionStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DECIDED = "decided", "Decided"
+
+
+class DecidedBy(models.TextChoices):
+    MODEL = "model", "Model"
+    HUMAN = "human", "Human"
+
+
+class Decision(models.Model):
+    capture = models.OneToOneField(Capture, on_delete=models.CASCADE, related_name="decision")
+    status = models.CharField(
+        max_length=16, choices=DecisionStatus.choices, default=DecisionStatus.PENDING
+    )
+    verdict = models.CharField(max_length=8, choices=Verdict.choices, blank=True)
+    decided_by = models.CharField(max_length=8, choices=DecidedBy.choices, blank=True)
+    decided_by_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    # Why the policy routed it this way (see inspection.policy.Reason), and any serving error.
+    reason = models.CharField(max_length=24)
+    detail = models.TextField(blank=True)
+    # The prediction the decision rests on or was shown with (production or canary).
+    acting_prediction = models.ForeignKey(
+        Prediction, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    model_verdict = models.CharField(max_length=16, blank=True)
+    overrode_model = models.BooleanField(null=True, blank=True)
+    audit = models.BooleanField(default=False)
+    regions = models.JSONField(default=list, blank=True)  # the inspector's boxes
+    note = models.TextField(blank=True)
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(status=DecisionStatus.PENDING, verdict="")
+                    | Q(status=DecisionStatus.DECIDED) & ~Q(verdict="") & ~Q(decided_by="")
+                ),
+                name="decision_final_has_verdict",
+            )
+        ]
+        indexes = [models.Index(fields=["status"], name="decision_status")]
+
+    def __str__(self) -> str:
+        return f"{self.capture_id}: {self.verdict or self.status}"

@@ -1,0 +1,40 @@
+"""Who may call which API: stations by token, users by role."""
+
+from rest_framework.permissions import BasePermission
+
+from inspection.models import Station
+from inspection.roles import Role, user_has_role
+
+
+def is_station(request) -> bool:
+    return isinstance(request.auth, Station)
+
+
+class IsStation(BasePermission):
+    message = "Only a station (Authorization: Token <station token>) may do this."
+
+    def has_permission(self, request, view) -> bool:
+        return is_station(request)
+
+
+class IsInspector(BasePermission):
+    message = "This needs an inspector, supervisor or admin account."
+
+    def has_permission(self, request, view) -> bool:
+        return user_has_role(request.user, Role.INSPECTOR, Role.SUPERVISOR, Role.ADMIN)
+
+
+class IsSupervisor(BasePermission):
+    message = "This needs a supervisor or admin account."
+
+    def has_permission(self, request, view) -> bool:
+        return user_has_role(request.user, Role.SUPERVISOR, Role.ADMIN)
+
+
+class IsStationOrStaff(BasePermission):
+    """A station (its own line's captures are checked by the view) or any user with a role."""
+
+    message = "This needs a station token or a user with a role."
+
+    def has_permission(self, request, view) -> bool:
+        return is_station(request) or user_has_role(request.user, *Role)

@@ -1,0 +1,459 @@
+"""Every write of inspection: ingesting captures, recording verdicts, line settings, stations."""
+
+import hashlib
+import logging
+import os
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from config.errors import ApplicationError
+from inspection import events, policy, selectors
+from inspection.authentication import token_generate, token_hash
+from inspection.models import (
+    AutomationLevel,
+    Capture,
+    DecidedBy,
+    Decision,
+    DecisionStatus,
+    LineSettingsChange,
+    Prediction,
+    ProductionLine,
+    Station,
+    Verdict,
+)
+from models_registry import serving
+
+logger = logging.getLogger(__name__)
+
+# vision.images error codes -> (HTTP status, what the station integrator reads)
+_IMAGE_ERRORS = {
+    "empty": (400, "The image is empty (zero bytes)."),
+    "not_image": (415, "The file is not a JPEG or PNG image."),
+    "unsupported": (415, "Only JPEG and PNG images are accepted."),
+    "truncated": (400, "The image is truncated or corrupt."),
+    "too_large": (413, "The image has too many pixels."),
+}
+_FORMATS = {b"\xff\xd8\xff": "jpg", b"\x89PNG\r\n\x1a\n": "png"}
+# Image statistics (for drift) are computed on every STATS_STRIDE-th pixel per axis.
+STATS_STRIDE = 4
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    capture: Capture
+    created: bool
+
+
+def _image_format(data: bytes) -> str:
+    if not data:
+        raise ApplicationError(_IMAGE_ERRORS["empty"][1], code="empty", status=400)
+    for magic, extension in _FORMATS.items():
+        if data.startswith(magic):
+            return extension
+    raise ApplicationError(_IMAGE_ERRORS["not_image"][1], code="not_image", status=415)
+
+
+def _decode(data: bytes) -> Any:
+    from vision.images import ImageError, decode_image
+
+    try:
+        return decode_image(data, max_pixels=settings.CAPTURE_MAX_PIXELS)
+    except ImageError as exc:
+        status, message = _IMAGE_ERRORS.get(exc.code, (400, "The image cannot be read."))
+        raise ApplicationError(f"{message} ({exc})", code=exc.code, status=status) from exc
+
+
+def _image_stats(image: Any) -> dict[str, float]:
+    from vision.drift import image_stats
+
+    return {
+        k: round(float(v), 5) for k, v in image_stats(image[::STATS_STRIDE, ::STATS_STRIDE]).items()
+    }
+
+
+def image_store(*, data: bytes, sha256: str, extension: str) -> str:
+    """Write the original bytes at captures/<sha[:2]>/<sha>.<ext>; idempotent, atomic."""
+    relative = f"captures/{sha256[:2]}/{sha256}.{extension}"
+    target = Path(settings.MEDIA_ROOT) / relative
+    if target.exists() and target.stat().st_size == len(data):
+        return relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return relative
+
+
+def _model_verdict(line: ProductionLine, score: float) -> str:
+    if score >= line.fail_threshold:
+        return "fail"
+    if score < line.pass_threshold:
+        return "pass"
+    return "uncertain"
+
+
+def _run_models(
+    *, line: ProductionLine, capture_id: uuid.UUID, image: Any
+) -> tuple[list[tuple[Any, Any, float]], list[str], policy.LineSettings, set[str]]:
+    """Run the models the policy needs now.
+
+    Returns (model, prediction, ms) for each, the serving errors, the policy's view of the line
+    and the roles deployed on it.
+    """
+    models = selectors.line_serving_models(line_id=line.id)
+    canary = models.get("canary")
+    line_settings = policy.LineSettings(
+        automation_level=line.automation_level,
+        pass_threshold=line.pass_threshold,
+        fail_threshold=line.fail_threshold,
+        audit_percent=line.audit_percent,
+        canary_percent=canary.canary_percent if canary else 0.0,
+    )
+    roles = policy.roles_to_run(line_settings, capture_id, models)
+    outputs, errors = [], []
+    for role in roles:
+        model = models[role]
+        started = time.perf_counter()
+        try:
+            prediction = serving.predict(sha256=model.sha256, artifact=model.artifact, image=image)
+        except serving.ServingError as exc:
+            errors.append(f"{role}: {exc}")
+            if role == "canary" and "production" in models:  # fall back to production
+                roles.append("production")
+            continue
+        outputs.append((model, prediction, (time.perf_counter() - started) * 1000))
+    return outputs, errors, line_settings, set(models)
+
+
+def capture_ingest(
+    *,
+    station: Station,
+    line_code: str,
+    idempotency_key: str,
+    image_data: bytes,
+    captured_at: datetime | None = None,
+    metadata: dict | None = None,
+) -> IngestResult:
+    """Check, store, predict and route one capture from a station.
+
+    Not one transaction as a whole on purpose: the image is checked and the model runs before
+    any transaction opens, so nothing is locked during inference and a rejected request writes
+    nothing. The rows are then written in one short transaction (`_capture_record`).
+    """
+    line = station.line
+    if line.code != line_code:
+        if ProductionLine.objects.filter(code=line_code).exists():
+            raise ApplicationError(
+                f"Station {station.name} belongs to line {line.code}; it may not post to "
+                f"{line_code}.",
+                code="wrong_line",
+                status=403,
+            )
+        raise ApplicationError(
+            f"Unknown production line {line_code!r}.", code="unknown_line", status=404
+        )
+    existing = selectors.capture_for_station(station=station, idempotency_key=idempotency_key)
+    if existing is not None:
+        return IngestResult(existing, created=False)
+    if len(image_data) > settings.CAPTURE_MAX_BYTES:
+        raise ApplicationError(
+            f"The image is {len(image_data)} bytes; the limit is {settings.CAPTURE_MAX_BYTES}.",
+            code="too_large",
+            status=413,
+        )
+    extension = _image_format(image_data)
+    image = _decode(image_data)
+    sha256 = hashlib.sha256(image_data).hexdigest()
+    stats = _image_stats(image)
+
+    capture_id = uuid.uuid4()
+    outputs, errors, line_settings, deployed = _run_models(
+        line=line, capture_id=capture_id, image=image
+    )
+    routing = policy.decide(
+        line_settings,
+        [policy.ModelScore(model.role, prediction.score) for model, prediction, _ in outputs],
+        capture_id,
+    )
+    relative = image_store(data=image_data, sha256=sha256, extension=extension)
+    height, width = image.shape[:2]
+    capture = Capture(
+        id=capture_id,
+        line=line,
+        station=station,
+        idempotency_key=idempotency_key,
+        image=relative,
+        image_sha256=sha256,
+        image_bytes=len(image_data),
+        image_format=extension,
+        width=width,
+        height=height,
+        image_stats=stats,
+        metadata=metadata or {},
+        captured_at=captured_at,
+        received_at=timezone.now(),
+    )
+    predictions = [
+        Prediction(
+            capture=capture,
+            model_version_id=model.model_version_id,
+            role=model.role,
+            score=float(prediction.score),
+            verdict=prediction.verdict,
+            regions=prediction.to_dict()["regions"],
+            latency_ms=round(ms, 3),
+        )
+        for model, prediction, ms in outputs
+    ]
+    try:
+        _capture_record(
+            capture=capture,
+            predictions=predictions,
+            routing=routing,
+            errors=errors,
+            shadow="shadow" in deployed and line.automation_level != AutomationLevel.MANUAL,
+        )
+    except IntegrityError:
+        # Another request with the same idempotency key won the race: answer with its capture.
+        existing = selectors.capture_for_station(station=station, idempotency_key=idempotency_key)
+        if existing is None:
+            raise
+        return IngestResult(existing, created=False)
+    return IngestResult(capture, created=True)
+
+
+@transaction.atomic
+def _capture_record(
+    *,
+    capture: Capture,
+    predictions: list[Prediction],
+    routing: policy.Routing,
+    errors: list[str],
+    shadow: bool,
+) -> None:
+    capture.save(force_insert=True)
+    Prediction.objects.bulk_create(predictions)
+    acting = next((p for p in predictions if p.role == routing.acting_role), None)
+    decided = routing.decided_by == DecidedBy.MODEL
+    decision = Decision.objects.create(
+        capture=capture,
+        status=DecisionStatus.DECIDED if decided else DecisionStatus.PENDING,
+        verdict=routing.verdict or "",
+        decided_by=DecidedBy.MODEL if decided else "",
+        decided_at=capture.received_at if decided else None,
+        reason=routing.reason.value,
+        detail="; ".join(errors),
+        acting_prediction=acting,
+        model_verdict=_model_verdict(capture.line, acting.score) if acting else "",
+        audit=routing.audit,
+    )
+    capture.decision = decision
+    # The answer is built from these objects: no need to read back what was just written.
+    capture._prefetched_objects_cache = {"predictions": predictions}
+    if routing.audit:
+        from labeling.services import task_create_from_inspection
+
+        task_create_from_inspection(capture=capture, reason="audit")
+    events.capture_created_on_commit(capture=capture, decision=decision)
+    if shadow:
+        from inspection.tasks import capture_predict_offline
+
+        transaction.on_commit(
+            lambda: capture_predict_offline.delay(str(capture.id), "shadow"),
+        )
+
+
+@transaction.atomic
+def decision_claim(*, capture_id: Any, user: Any) -> Decision:
+    """An inspector takes a pending capture, so two inspectors do not judge the same phone."""
+    decision = Decision.objects.select_for_update().filter(capture_id=capture_id).first()
+    if decision is None:
+        raise ApplicationError("No such capture.", code="not_found", status=404)
+    if decision.status == DecisionStatus.DECIDED:
+        raise ApplicationError(
+            "This capture is already decided.", code="already_decided", status=409
+        )
+    if decision.claimed_by_id and decision.claimed_by_id != user.pk:
+        raise ApplicationError(
+            "Another inspector is judging this capture.", code="claimed", status=409
+        )
+    decision.claimed_by = user
+    decision.claimed_at = timezone.now()
+    decision.save(update_fields=["claimed_by", "claimed_at"])
+    return decision
+
+
+@transaction.atomic
+def verdict_record(
+    *,
+    capture_id: Any,
+    user: Any,
+    verdict: str,
+    regions: list[dict] | None = None,
+    note: str = "",
+) -> Decision:
+    """A human's final verdict on a pending capture; the waiting station learns it at once."""
+    if verdict not in Verdict.values:
+        raise ApplicationError("verdict must be 'pass' or 'fail'.", code="invalid_verdict")
+    decision = (
+        Decision.objects.select_for_update()
+        .select_related("capture__line", "capture__station")
+        .filter(capture_id=capture_id)
+        .first()
+    )
+    if decision is None:
+        raise ApplicationError("No such capture.", code="not_found", status=404)
+    if decision.status == DecisionStatus.DECIDED:
+        raise ApplicationError(
+            "This capture is already decided.", code="already_decided", status=409
+        )
+    if decision.claimed_by_id and decision.claimed_by_id != user.pk:
+        raise ApplicationError(
+            "Another inspector is judging this capture.", code="claimed", status=409
+        )
+    decision.status = DecisionStatus.DECIDED
+    decision.verdict = verdict
+    decision.decided_by = DecidedBy.HUMAN
+    decision.decided_by_user = user
+    decision.decided_at = timezone.now()
+    decision.regions = regions or []
+    decision.note = note
+    if decision.model_verdict in (Verdict.PASS, Verdict.FAIL):
+        decision.overrode_model = decision.model_verdict != verdict
+    decision.save()
+
+    from labeling.services import task_create_from_inspection
+
+    capture = decision.capture
+    capture.decision = decision
+    if decision.overrode_model:
+        task_create_from_inspection(capture=capture, reason="override")
+    elif decision.reason == policy.Reason.UNCERTAIN:
+        task_create_from_inspection(capture=capture, reason="uncertain")
+    events.decision_made_on_commit(decision=decision, capture=capture)
+    return decision
+
+
+_LINE_FIELDS = ("name", "automation_level", "pass_threshold", "fail_threshold", "audit_percent")
+
+
+@transaction.atomic
+def line_settings_update(*, line: ProductionLine, user: Any, **changes: Any) -> ProductionLine:
+    """Change a line's settings; every change is recorded (who, when, old and new values)."""
+    line = ProductionLine.objects.select_for_update().get(pk=line.pk)
+    unknown = set(changes) - set(_LINE_FIELDS)
+    if unknown:
+        raise ApplicationError(f"Cannot change {', '.join(sorted(unknown))}.")
+    if "automation_level" in changes and changes["automation_level"] not in AutomationLevel.values:
+        raise ApplicationError(
+            f"automation_level must be one of {', '.join(AutomationLevel.values)}.",
+            code="invalid_level",
+        )
+    pass_threshold = changes.get("pass_threshold", line.pass_threshold)
+    fail_threshold = changes.get("fail_threshold", line.fail_threshold)
+    if not 0 <= pass_threshold <= fail_threshold <= 1:
+        raise ApplicationError(
+            "Thresholds must satisfy 0 <= pass_threshold <= fail_threshold <= 1.",
+            code="invalid_thresholds",
+        )
+    if not 0 <= changes.get("audit_percent", line.audit_percent) <= 100:
+        raise ApplicationError("audit_percent must be between 0 and 100.", code="invalid_percent")
+    diff = {
+        field: {"old": getattr(line, field), "new": value}
+        for field, value in changes.items()
+        if getattr(line, field) != value
+    }
+    if not diff:
+        return line
+    for field, value in changes.items():
+        setattr(line, field, value)
+    line.save()
+    LineSettingsChange.objects.create(
+        line=line, changed_by=user if getattr(user, "pk", None) else None, changes=diff
+    )
+    events.line_changed_on_commit(line=line, changes=diff)
+    return line
+
+
+@transaction.atomic
+def line_create(
+    *, code: str, name: str, automation_level: str = AutomationLevel.MANUAL, **settings_: Any
+) -> ProductionLine:
+    if ProductionLine.objects.filter(code=code).exists():
+        raise ApplicationError(f"Line {code} already exists.", code="exists", status=409)
+    return ProductionLine.objects.create(
+        code=code, name=name, automation_level=automation_level, **settings_
+    )
+
+
+@dataclass(frozen=True)
+class NewStation:
+    station: Station
+    token: str  # shown once; only its hash is stored
+
+
+@transaction.atomic
+def station_create(*, line: ProductionLine, name: str) -> NewStation:
+    if Station.objects.filter(line=line, name=name).exists():
+        raise ApplicationError(
+            f"Line {line.code} already has a station named {name}.", code="exists", status=409
+        )
+    token = token_generate()
+    station = Station.objects.create(
+        line=line, name=name, token_hash=token_hash(token), token_prefix=token[:8]
+    )
+    return NewStation(station, token)
+
+
+@transaction.atomic
+def station_token_rotate(*, station: Station) -> NewStation:
+    token = token_generate()
+    station.token_hash = token_hash(token)
+    station.token_prefix = token[:8]
+    station.save(update_fields=["token_hash", "token_prefix"])
+    return NewStation(station, token)
+
+
+@transaction.atomic
+def prediction_record_offline(*, capture_id: Any, role: str) -> Prediction | None:
+    """Run a deployed model that does not act (shadow) on a stored capture. Idempotent."""
+    existing = Prediction.objects.filter(capture_id=capture_id, role=role).first()
+    if existing:
+        return existing
+    capture = Capture.objects.select_related("line").filter(pk=capture_id).first()
+    if capture is None:
+        return None
+    model = selectors.line_serving_models(line_id=capture.line_id).get(role)
+    if model is None:
+        return None
+    data = (Path(settings.MEDIA_ROOT) / capture.image).read_bytes()
+    image = _decode(data)
+    started = time.perf_counter()
+    prediction = serving.predict(sha256=model.sha256, artifact=model.artifact, image=image)
+    ms = (time.perf_counter() - started) * 1000
+    row, _ = Prediction.objects.get_or_create(
+        capture=capture,
+        role=role,
+        defaults={
+            "model_version_id": model.model_version_id,
+            "score": float(prediction.score),
+            "verdict": prediction.verdict,
+            "regions": prediction.to_dict()["regions"],
+            "latency_ms": round(ms, 3),
+        },
+    )
+    return row

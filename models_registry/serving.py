@@ -1,0 +1,101 @@
+"""Loaded predictors, once per process per model version, reused across requests.
+
+A broken artifact never takes the API down: `predictor_for` raises `ServingError`, the caller
+routes the capture to a human, and the error is remembered (for `serving_errors()` and the
+line's status) and retried only after SERVING_ERROR_RETRY_SECONDS.
+"""
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+
+class ServingError(Exception):
+    """The model could not be loaded or could not predict."""
+
+
+@dataclass(frozen=True)
+class _Failure:
+    message: str
+    at: float
+
+
+_predictors: dict[str, Any] = {}
+_failures: dict[str, _Failure] = {}
+_lock = threading.Lock()
+
+
+def artifact_path(artifact: str) -> Path:
+    path = Path(artifact)
+    return path if path.is_absolute() else Path(settings.MODELS_ROOT) / path
+
+
+def _load(path: Path, sha256: str) -> Any:
+    from vision.inference import Predictor  # torch is imported only when a model is served
+
+    return Predictor.from_artifact(path, threads=settings.SERVING_THREADS, expected_sha256=sha256)
+
+
+def predictor_for(*, sha256: str, artifact: str) -> Any:
+    """The predictor of a model version, loading it on first use in this process."""
+    predictor = _predictors.get(sha256)
+    if predictor is not None:
+        return predictor
+    with _lock:
+        predictor = _predictors.get(sha256)
+        if predictor is not None:
+            return predictor
+        failure = _failures.get(sha256)
+        if failure and time.monotonic() - failure.at < settings.SERVING_ERROR_RETRY_SECONDS:
+            raise ServingError(failure.message)
+        try:
+            predictor = _load(artifact_path(artifact), sha256)
+        except Exception as exc:  # any load failure: corrupt file, missing file, foreign format
+            message = f"model {sha256[:12]} could not be loaded from {artifact}: {exc}"
+            logger.error(message)
+            _failures[sha256] = _Failure(message, time.monotonic())
+            raise ServingError(message) from exc
+        _failures.pop(sha256, None)
+        _predictors[sha256] = predictor
+        logger.info("loaded model %s from %s", sha256[:12], artifact)
+        return predictor
+
+
+def predict(*, sha256: str, artifact: str, image: Any) -> Any:
+    """Run one image through a model version; ServingError when it cannot."""
+    predictor = predictor_for(sha256=sha256, artifact=artifact)
+    try:
+        [prediction] = predictor.predict([image])
+    except Exception as exc:
+        message = f"model {sha256[:12]} failed to predict: {exc}"
+        logger.exception(message)
+        raise ServingError(message) from exc
+    return prediction
+
+
+def serving_errors() -> dict[str, str]:
+    """The load errors this process remembers, by model sha256."""
+    return {sha: failure.message for sha, failure in _failures.items()}
+
+
+def warm(*, sha256: str, artifact: str) -> bool:
+    """Load a model ahead of the first capture; False (and logged) when it cannot be loaded."""
+    try:
+        predictor_for(sha256=sha256, artifact=artifact)
+    except ServingError:
+        return False
+    return True
+
+
+def clear() -> None:
+    """Forget every loaded model and error (tests, or after deleting artifacts)."""
+    with _lock:
+        _predictors.clear()
+        _failures.clear()
