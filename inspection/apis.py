@@ -11,6 +11,7 @@ from django.conf import settings
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -177,7 +178,7 @@ class CaptureCollectionApi(APIView):
             received_after=data.get("received_after"),
             received_before=data.get("received_before"),
         )
-        paginator = self.pagination_class()
+        paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(captures, request, view=self)
         return paginator.get_paginated_response(CaptureOutputSerializer(page, many=True).data)
 

@@ -78,7 +78,7 @@ def _isolated_storage(settings, tmp_path):
 
 @pytest.fixture(autouse=True)
 def _unit_test_plumbing(request, settings):
-    """Unit tests: in-memory channel layer and eager Celery. Integration tests keep the real ones."""
+    """Unit tests get an in-memory channel layer and eager Celery; integration tests the real."""
     if request.node.get_closest_marker("integration"):
         yield
         return
@@ -158,6 +158,7 @@ TINY_SIZE = (128, 72)
 def tiny_artifact(tmp_path_factory):
     """A real vision artifact, trained for a few steps on tiny synthetic phones."""
     import torch
+
     from vision.synth import synth_items
     from vision.train import TrainConfig, train
 
