@@ -151,21 +151,19 @@ def fake_models(monkeypatch):
     return models
 
 
-TINY_SIZE = (128, 72)
-
-
 @pytest.fixture(scope="session")
-def tiny_artifact(tmp_path_factory):
-    """A real vision artifact, trained for a few steps on tiny synthetic phones."""
+def model_artifact(tmp_path_factory):
+    """A real vision artifact (untrained weights: loading and serving, not accuracy)."""
     import torch
 
-    from vision.synth import synth_items
-    from vision.train import TrainConfig, train
+    from vision.artifacts import save_artifact
+    from vision.model import NORMALIZATION, build_model
 
-    torch.set_num_threads(1)
-    items = synth_items(16, seed=7, size=TINY_SIZE, defect_rate=0.5)
-    config = TrainConfig(max_steps=4, steps_per_epoch=2, batch_size=4, crop=64, seed=3)
-    result = train(items, config=config)
+    torch.manual_seed(0)
     path = tmp_path_factory.mktemp("artifact") / "tiny.pt"
-    result.save(path)
+    save_artifact(
+        path,
+        build_model(),
+        {"thresholds": {"pass": 0.3, "fail": 0.7}, "normalization": NORMALIZATION},
+    )
     return path
