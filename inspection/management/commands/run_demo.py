@@ -24,7 +24,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--tokens-file", default=str(Path(settings.VAR_DIR) / "demo-stations.json"))
+        parser.add_argument(
+            "--tokens-file", default=str(Path(settings.VAR_DIR) / "demo-stations.json")
+        )
         parser.add_argument("--rate", default="1/s", help="the simulated station's rate")
         parser.add_argument("--no-station", action="store_true")
 

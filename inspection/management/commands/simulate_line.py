@@ -82,7 +82,9 @@ class Command(BaseCommand):
         headers = {"Authorization": f"Token {options['token']}"}
         started = time.monotonic()
         sent = 0
-        self.stdout.write(f"Station posting to {url} on line {options['line']} every {interval:.2f} s")
+        self.stdout.write(
+            f"Station posting to {url} on line {options['line']} every {interval:.2f} s"
+        )
         with httpx.Client(headers=headers, timeout=30) as client:
             while not options["count"] or sent < options["count"]:
                 due = started + sent * interval
@@ -108,14 +110,18 @@ class Command(BaseCommand):
         }
         t0 = time.perf_counter()
         try:
-            response = client.post(url, data=form, files={"image": ("phone.jpg", data, "image/jpeg")})
+            response = client.post(
+                url, data=form, files={"image": ("phone.jpg", data, "image/jpeg")}
+            )
         except httpx.HTTPError as exc:
             self.stderr.write(f"{key[:8]}  request failed: {exc}")
             return
         latency_ms = (time.perf_counter() - t0) * 1000
-        body = response.json() if response.headers.get("content-type", "").startswith(
-            "application/json"
-        ) else {}
+        body = (
+            response.json()
+            if response.headers.get("content-type", "").startswith("application/json")
+            else {}
+        )
         if options["json"]:
             self.stdout.write(
                 json.dumps({"status_code": response.status_code, "latency_ms": latency_ms, **body})
@@ -124,7 +130,8 @@ class Command(BaseCommand):
         if response.status_code >= 400:
             error = body.get("error", {})
             self.stdout.write(
-                f"{key[:8]}  HTTP {response.status_code} {error.get('code')}: {error.get('message')}"
+                f"{key[:8]}  HTTP {response.status_code} {error.get('code')}: "
+                f"{error.get('message')}"
             )
             return
         verdict = body.get("verdict") or "pending (a human decides)"
