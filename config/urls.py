@@ -2,9 +2,10 @@
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from config.errors import json_not_found
 from inspection import views as inspection_views
 
 urlpatterns = [
@@ -15,6 +16,8 @@ urlpatterns = [
     path("api/v1/", include("inspection.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Unknown API URLs answer JSON even with DEBUG on (Django's debug 404 page is HTML).
+    re_path(r"^api/", json_not_found),
 ]
 
 handler404 = "config.errors.handler404"
