@@ -159,9 +159,14 @@ class CaptureCollectionApi(APIView):
             captured_at=data.get("captured_at"),
             metadata=data.get("metadata"),
         )
-        return _capture_response(
+        response = _capture_response(
             result.capture, status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
         )
+        if result.timings:
+            response["Server-Timing"] = ", ".join(
+                f"{name};dur={ms:.2f}" for name, ms in result.timings.items()
+            )
+        return response
 
     @extend_schema(parameters=[FilterSerializer], responses=CaptureOutputSerializer(many=True))
     def get(self, request):

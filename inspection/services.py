@@ -6,7 +6,7 @@ import os
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,9 @@ _FORMATS = {b"\xff\xd8\xff": "jpg", b"\x89PNG\r\n\x1a\n": "png"}
 class IngestResult:
     capture: Capture
     created: bool
+    # Milliseconds per step (decode, stats, predict, store, db): the API sends them as a
+    # Server-Timing header, so a benchmark sees where a station's wait goes.
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def _image_format(data: bytes) -> str:
@@ -171,9 +174,20 @@ def capture_ingest(
             status=413,
         )
     extension = _image_format(image_data)
+    clock = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = (now - clock) * 1000
+        clock = now
+
     image = _decode(image_data)
+    lap("decode")
     sha256 = hashlib.sha256(image_data).hexdigest()
     stats = _image_stats(image)
+    lap("stats")
 
     capture_id = uuid.uuid4()
     outputs, errors, line_settings, deployed = _run_models(
@@ -184,7 +198,9 @@ def capture_ingest(
         [policy.ModelScore(model.role, prediction.score) for model, prediction, _ in outputs],
         capture_id,
     )
+    lap("predict")
     relative = image_store(data=image_data, sha256=sha256, extension=extension)
+    lap("store")
     height, width = image.shape[:2]
     capture = Capture(
         id=capture_id,
@@ -228,7 +244,8 @@ def capture_ingest(
         if existing is None:
             raise
         return IngestResult(existing, created=False)
-    return IngestResult(capture, created=True)
+    lap("db")
+    return IngestResult(capture, created=True, timings=timings)
 
 
 @transaction.atomic
@@ -368,14 +385,14 @@ def line_settings_update(*, line: ProductionLine, user: Any, **changes: Any) -> 
     if not 0 <= changes.get("audit_percent", line.audit_percent) <= 100:
         raise ApplicationError("audit_percent must be between 0 and 100.", code="invalid_percent")
     diff = {
-        field: {"old": getattr(line, field), "new": value}
-        for field, value in changes.items()
-        if getattr(line, field) != value
+        name: {"old": getattr(line, name), "new": value}
+        for name, value in changes.items()
+        if getattr(line, name) != value
     }
     if not diff:
         return line
-    for field, value in changes.items():
-        setattr(line, field, value)
+    for name, value in changes.items():
+        setattr(line, name, value)
     line.save()
     LineSettingsChange.objects.create(
         line=line, changed_by=user if getattr(user, "pk", None) else None, changes=diff

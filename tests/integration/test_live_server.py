@@ -153,3 +153,23 @@ def test_a_websocket_with_a_bad_token_is_closed(live_server_url):
         assert closed.value.rcvd.code == 4401
 
     asyncio.run(scenario())
+
+
+def test_simulate_line_posts_like_a_station(live_server_url):
+    import subprocess
+    import sys
+
+    from inspection.models import Capture
+    from tests.integration.conftest import ROOT
+
+    station = station_with_token(line=ProductionLineFactory(code="L1"), name="S1")
+    result = subprocess.run(
+        [sys.executable, "manage.py", "simulate_line", "--line", "L1", "--token", station.token,
+         "--url", live_server_url, "--rate", "20/s", "--count", "3", "--size", "320x180",
+         "--lighting-shift-after", "0.1s"],
+        cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("pending (a human decides)") == 3
+    assert "ms" in result.stdout
+    assert Capture.objects.filter(station=station).count() == 3

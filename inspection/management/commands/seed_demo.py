@@ -97,7 +97,7 @@ class Command(BaseCommand):
             f"No model yet: training a first one on {count} synthetic phones "
             f"(at most {minutes:g} min)..."
         )
-        items = synth_items(count, seed=0, size=(512, 288))
+        items = synth_items(count, seed=0, size=(1024, 576))
         started = time.monotonic()
         last = [0.0]
 

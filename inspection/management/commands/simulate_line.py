@@ -4,7 +4,6 @@ It talks HTTP to a running server exactly as a real station does (the database i
 with synthetic phones from `vision.synth`.
 """
 
-import dataclasses
 import json
 import re
 import time
@@ -33,18 +32,8 @@ def parse_duration(text: str) -> float:
     return value * 60 if (match.group(2) or "s").startswith("m") else value
 
 
-def shifted_lighting(lighting):
-    """The same lighting, noticeably darker and warmer: a lamp failed at the line."""
-    changes = {}
-    for field in dataclasses.fields(lighting):
-        value = getattr(lighting, field.name)
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            continue
-        if field.name in {"brightness", "exposure", "gain", "intensity"}:
-            changes[field.name] = type(value)(value * 0.6)
-        elif field.name in {"temperature", "color_shift", "tint", "warmth"}:
-            changes[field.name] = type(value)(value + 0.3)
-    return dataclasses.replace(lighting, **changes)
+# What --lighting-shift-after switches to: a dimmer, warmer lamp (drift monitoring should see it).
+SHIFTED_LIGHTING = "brightness=0.65,temperature=3800,direction=60,gradient=0.35"
 
 
 class Command(BaseCommand):
@@ -77,7 +66,7 @@ class Command(BaseCommand):
         width, height = (int(v) for v in options["size"].lower().split("x"))
         seed = options["seed"] if options["seed"] is not None else int(time.time())
         normal = Lighting()
-        shifted = shifted_lighting(normal)
+        shifted = Lighting.parse(SHIFTED_LIGHTING)
         url = options["url"].rstrip("/") + "/api/v1/captures"
         headers = {"Authorization": f"Token {options['token']}"}
         started = time.monotonic()

@@ -1,0 +1,54 @@
+"""Management commands: seed_demo, create_station, simulate_line's argument parsing."""
+
+import json
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
+
+from inspection.authentication import station_for_token
+from inspection.management.commands.simulate_line import parse_duration, parse_rate
+from inspection.models import ProductionLine, Station
+
+pytestmark = pytest.mark.django_db
+
+
+def test_seed_demo_without_training_is_repeatable(tmp_path, capsys):
+    tokens_file = tmp_path / "tokens.json"
+    call_command("seed_demo", "--no-train", "--tokens-file", str(tokens_file))
+    call_command("seed_demo", "--no-train", "--tokens-file", str(tokens_file))
+    out = capsys.readouterr().out
+    assert {line.code: line.automation_level for line in ProductionLine.objects.all()} == {
+        "L1": "partial",
+        "L2": "assisted",
+    }
+    assert "inspector-demo" in out
+    inspector = User.objects.get(username="inspector")
+    assert inspector.check_password("inspector-demo")
+    assert set(inspector.groups.values_list("name", flat=True)) == {"inspector"}
+    assert User.objects.get(username="admin").is_superuser
+    assert Station.objects.count() == 2
+    tokens = json.loads(tokens_file.read_text())
+    assert station_for_token(tokens["L1"]["token"]).line.code == "L1"
+
+
+def test_create_station_prints_the_token_last(capsys):
+    ProductionLine.objects.create(code="L1", name="Line 1")
+    call_command("create_station", "--line", "L1", "--name", "S7")
+    token = capsys.readouterr().out.strip().splitlines()[-1]
+    assert station_for_token(token).name == "S7"
+    with pytest.raises(CommandError, match="already has"):
+        call_command("create_station", "--line", "L1", "--name", "S7")
+    with pytest.raises(CommandError, match="Unknown"):
+        call_command("create_station", "--line", "L9", "--name", "S1")
+
+
+@pytest.mark.parametrize(("text", "per_s"), [("2/s", 2), ("30/min", 0.5), ("0.5", 0.5)])
+def test_rates(text, per_s):
+    assert parse_rate(text) == per_s
+
+
+def test_durations():
+    assert parse_duration("60s") == 60 and parse_duration("2m") == 120
+    with pytest.raises(CommandError):
+        parse_rate("fast")
