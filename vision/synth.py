@@ -276,6 +276,7 @@ class _Scene:
         self.cos, self.sin = math.cos(angle), math.sin(angle)
         self.radius = self.half_h * rng.uniform(0.1, 0.22)
         self.camera_side = 1.0 if rng.random() < 0.5 else -1.0
+        self.red_band: np.ndarray | None = None
         if self.white:
             self.screen_half_w = self.half_w * rng.uniform(0.78, 0.84)
             self.screen_half_h = self.half_h * rng.uniform(0.88, 0.93)
@@ -415,11 +416,11 @@ class _Scene:
         mat_full += _tiled(_smooth_noise(7), self.height, self.width, rng) * np.float32(
             rng.uniform(1.5, 3.5)
         )
-        # Glass reflections sit on the whole front; on white plastic they are much weaker.
+        # Reflections show on dark glass: the whole front of a black phone, the screen of a
+        # white one.
         glass_alpha = self.screen_alpha if self.white else self.body_alpha
         luma += glass_full * glass_alpha
         luma += mat_full * (1.0 - self.body_alpha)
-        self.red_band = None
         if not self.white and rng.random() < 0.3:
             # Something red beside the line, mirrored as a faint vertical band on the glass.
             band_u = rng.uniform(-0.6, 0.6) * self.half_w
