@@ -109,9 +109,18 @@ VAR_DIR = Path(env("VAR_DIR") or BASE_DIR / "var")
 DATABASE_URL = env("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
 DATABASES = {
     "default": dj_database_url.parse(
-        DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True
+        DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 0), conn_health_checks=True
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("DB_POOL", True):
+    # Under ASGI each request's sync code runs in a thread of its own, so persistent
+    # per-thread connections (CONN_MAX_AGE) would pile up; a pool shares a few instead.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": env_int("DB_POOL_MAX_SIZE", 8),
+        "timeout": 10,
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web server, the worker and the simulated station share the demo file.
     DATABASES["default"]["OPTIONS"] = {
@@ -156,6 +165,8 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = CAPTURE_MAX_BYTES + 1
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 # Threads each process gives the model (one per worker keeps 2 cores shared between 2 workers).
 SERVING_THREADS = env_int("SERVING_THREADS", 1)
+# How long each web process keeps a line's deployments (0: read them for every capture).
+SERVING_DEPLOYMENT_CACHE_SECONDS = float(env("SERVING_DEPLOYMENT_CACHE_SECONDS") or 2)
 # How long a broken artifact is remembered before serving tries to load it again.
 SERVING_ERROR_RETRY_SECONDS = env_int("SERVING_ERROR_RETRY_SECONDS", 30)
 

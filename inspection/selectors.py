@@ -1,6 +1,5 @@
 """Reads for inspection: captures with their decision, lists with filters, line settings."""
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -28,27 +27,6 @@ def line_list() -> QuerySet[ProductionLine]:
 
 def line_changes(*, line: ProductionLine) -> QuerySet[LineSettingsChange]:
     return line.changes.select_related("changed_by")
-
-
-@dataclass(frozen=True)
-class ServingModel:
-    role: str
-    model_version_id: int
-    sha256: str
-    artifact: str
-    canary_percent: float
-
-
-def line_serving_models(*, line_id: int) -> dict[str, ServingModel]:
-    """The models deployed on a line, by role (production / shadow / canary)."""
-    rows = Deployment.objects.filter(line_id=line_id).values_list(
-        "role",
-        "model_version_id",
-        "model_version__sha256",
-        "model_version__artifact",
-        "canary_percent",
-    )
-    return {row[0]: ServingModel(*row) for row in rows}
 
 
 def _capture_queryset() -> QuerySet[Capture]:

@@ -30,6 +30,7 @@ from inspection.models import (
     Station,
     Verdict,
 )
+from models_registry import selectors as registry_selectors
 from models_registry import serving
 from vision.drift import image_stats
 from vision.images import ImageError, decode_image
@@ -112,7 +113,7 @@ def _run_models(
     Returns (model, prediction, ms) for each, the serving errors, the policy's view of the line
     and the roles deployed on it.
     """
-    models = selectors.line_serving_models(line_id=line.id)
+    models = registry_selectors.line_serving_models(line_id=line.id)
     canary = models.get("canary")
     line_settings = policy.LineSettings(
         automation_level=line.automation_level,
@@ -449,7 +450,7 @@ def prediction_record_offline(*, capture_id: Any, role: str) -> Prediction | Non
     capture = Capture.objects.select_related("line").filter(pk=capture_id).first()
     if capture is None:
         return None
-    model = selectors.line_serving_models(line_id=capture.line_id).get(role)
+    model = registry_selectors.line_serving_models(line_id=capture.line_id).get(role)
     if model is None:
         return None
     data = (Path(settings.MEDIA_ROOT) / capture.image).read_bytes()

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import transaction
 
 from config.errors import ApplicationError
+from models_registry import selectors
 from models_registry.models import Deployment, DeploymentRole, ModelVersion
 
 
@@ -74,6 +75,7 @@ def deployment_set(
         raise ApplicationError(f"Unknown role {role!r}; use one of {', '.join(DeploymentRole)}")
     if role == DeploymentRole.CANARY and not 0 <= canary_percent <= 100:
         raise ApplicationError("canary_percent must be between 0 and 100")
+    transaction.on_commit(lambda: selectors.forget_line_serving_models(line.pk))
     deployment, _ = Deployment.objects.update_or_create(
         line=line,
         role=role,
@@ -89,3 +91,4 @@ def deployment_set(
 @transaction.atomic
 def deployment_remove(*, line: Any, role: str) -> None:
     Deployment.objects.filter(line=line, role=role).delete()
+    transaction.on_commit(lambda: selectors.forget_line_serving_models(line.pk))

@@ -71,6 +71,8 @@ def postgres(require_service, settings) -> None:
 def _isolated_storage(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.MODELS_ROOT = tmp_path / "artifacts"
+    # Tests change deployments between captures: read them every time.
+    settings.SERVING_DEPLOYMENT_CACHE_SECONDS = 0
     serving.clear()
     yield
     serving.clear()
