@@ -165,9 +165,10 @@ def capture_ingest(
         raise ApplicationError(
             f"Unknown production line {line_code!r}.", code="unknown_line", status=404
         )
-    existing = selectors.capture_for_station(station=station, idempotency_key=idempotency_key)
-    if existing is not None:
-        return IngestResult(existing, created=False)
+    if Capture.objects.filter(station=station, idempotency_key=idempotency_key).exists():
+        existing = selectors.capture_for_station(station=station, idempotency_key=idempotency_key)
+        if existing is not None:
+            return IngestResult(existing, created=False)
     if len(image_data) > settings.CAPTURE_MAX_BYTES:
         raise ApplicationError(
             f"The image is {len(image_data)} bytes; the limit is {settings.CAPTURE_MAX_BYTES}.",
