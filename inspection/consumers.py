@@ -52,6 +52,10 @@ class StationConsumer(AsyncJsonWebsocketConsumer):
     async def decision_made(self, event: dict) -> None:
         await self.send_json({"type": "decision", "capture": event["capture"]})
 
+    async def decision_reverted(self, event: dict) -> None:
+        # The inspector undid the verdict within the undo window: the capture is pending again.
+        await self.send_json({"type": "correction", "capture": event["capture"]})
+
 
 def _line_exists(code: str) -> bool:
     return ProductionLine.objects.filter(code=code).exists()
@@ -90,6 +94,22 @@ class LineConsumer(AsyncJsonWebsocketConsumer):
 
     async def decision_made(self, event: dict) -> None:
         await self.send_json({"type": "decision", "capture": event["capture"]})
+
+    async def capture_claimed(self, event: dict) -> None:
+        await self.send_json(
+            {
+                "type": "claimed",
+                "capture": event["capture"],
+                "claimed_by": event["claimed_by"],
+                "claim_expires_at": event["claim_expires_at"],
+            }
+        )
+
+    async def capture_released(self, event: dict) -> None:
+        await self.send_json({"type": "released", "capture": event["capture"]})
+
+    async def decision_reverted(self, event: dict) -> None:
+        await self.send_json({"type": "reverted", "capture": event["capture"]})
 
     async def line_changed(self, event: dict) -> None:
         await self.send_json({"type": "line", "line": event["line"], "changes": event["changes"]})

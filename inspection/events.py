@@ -122,3 +122,34 @@ def decision_made_on_commit(*, decision: Any, capture: Any) -> None:
 def line_changed_on_commit(*, line: Any, changes: dict) -> None:
     message = {"type": "line.changed", "line": line.code, "changes": changes}
     transaction.on_commit(lambda: _send([(line_group(line.code), message)]))
+
+
+def capture_claimed_on_commit(*, capture: Any, decision: Any) -> None:
+    """Other inspectors' browsers drop the capture from their queue."""
+    message = {
+        "type": "capture.claimed",
+        "capture": str(capture.id),
+        "line": capture.line.code,
+        "claimed_by": decision.claimed_by_id,
+        "claim_expires_at": decision.claim_expires_at.isoformat(),
+    }
+    transaction.on_commit(lambda: _send([(line_group(capture.line.code), message)]))
+
+
+def capture_released_on_commit(*, capture: Any, decision: Any) -> None:
+    """The capture is free again: browsers re-add it (the row's fields are in the payload)."""
+    message = {"type": "capture.released", "capture": capture_payload(capture, decision)}
+    transaction.on_commit(lambda: _send([(line_group(capture.line.code), message)]))
+
+
+def decision_reverted_on_commit(*, capture: Any, decision: Any) -> None:
+    """An inspector undid a verdict: the station hears the correction, the capture is pending."""
+    payload = capture_payload(capture, decision)
+    payload["claimed_by"] = decision.claimed_by_id
+    message = {"type": "decision.reverted", "capture": payload}
+    messages = [
+        (line_group(capture.line.code), message),
+        (station_group(capture.station_id), message),
+        (capture_group(capture.id), message),
+    ]
+    transaction.on_commit(lambda: _send(messages))

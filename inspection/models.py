@@ -30,6 +30,10 @@ class ProductionLine(models.Model):
     pass_threshold = models.FloatField(default=0.3)
     fail_threshold = models.FloatField(default=0.7)
     audit_percent = models.FloatField(default=2.0)
+    # The guard rail before the model may decide (partial/full): at least this many human
+    # decisions where the model gave a confident verdict (shadow or assisted), agreeing this often.
+    min_shadow_captures = models.PositiveIntegerField(default=200)
+    min_agreement_percent = models.FloatField(default=95.0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -189,7 +193,10 @@ class Decision(models.Model):
     claimed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # When the claiming inspector opened it (kept after the verdict: seconds per decision).
     claimed_at = models.DateTimeField(null=True, blank=True)
+    # The claim's lease; renewed while the inspector has the capture open, free again after.
+    claim_expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

@@ -1,12 +1,22 @@
 """Reads for inspection: captures with their decision, lists with filters, line settings."""
 
-from datetime import datetime
+import statistics
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 
 from config.errors import ApplicationError
-from inspection.models import Capture, LineSettingsChange, Prediction, ProductionLine, Station
+from inspection.models import (
+    Capture,
+    Decision,
+    DecisionStatus,
+    LineSettingsChange,
+    Prediction,
+    ProductionLine,
+    Station,
+)
 from models_registry.models import Deployment
 
 
@@ -74,3 +84,195 @@ def capture_list(
 def capture_decision_status(*, capture_id: Any) -> str | None:
     """Just the decision status: the cheap read a waiting station repeats."""
     return Capture.objects.filter(pk=capture_id).values_list("decision__status", flat=True).first()
+
+
+# --- The inspector's queue, shift figures, and the supervisor's view of each line ---
+
+INSPECTOR_QUEUE_LIMIT = 200
+# Reasons whose human decisions compare the human with a confident model verdict: the model
+# ran hidden (shadow) or was shown (assisted). The guard rail counts these.
+GUARD_RAIL_REASONS = ("shadow", "assisted")
+MODEL_DECIDING_LEVELS = ("partial", "full")
+
+
+def claim_is_active(decision: Decision, *, now: datetime) -> bool:
+    """A claim holds until its lease runs out (claims from before leases: claimed_at + lease)."""
+    if not decision.claimed_by_id:
+        return False
+    expires = decision.claim_expires_at
+    if expires is None and decision.claimed_at is not None:
+        expires = decision.claimed_at + timedelta(seconds=claim_lease_seconds())
+    return expires is not None and expires > now
+
+
+def claim_lease_seconds() -> int:
+    from django.conf import settings
+
+    return int(getattr(settings, "INSPECTION_CLAIM_LEASE_SECONDS", 60))
+
+
+def inspector_queue(*, line_codes: list[str], user: Any, now: datetime) -> QuerySet[Capture]:
+    """Pending captures on these lines that this inspector may take, oldest first.
+
+    Captures another inspector holds under a live lease are left out; their own claims stay.
+    """
+    held_by_others = (
+        Q(decision__claimed_by__isnull=False)
+        & ~Q(decision__claimed_by=user.pk)
+        & Q(decision__claim_expires_at__gt=now)
+    )
+    return (
+        _capture_queryset()
+        .filter(line__code__in=line_codes, decision__status=DecisionStatus.PENDING)
+        .exclude(held_by_others)
+        .order_by("received_at", "id")[:INSPECTOR_QUEUE_LIMIT]
+    )
+
+
+def queue_depth(*, line_codes: list[str]) -> dict[str, int]:
+    """Pending captures per line (claimed ones included: they are still waiting)."""
+    rows = (
+        Decision.objects.filter(capture__line__code__in=line_codes, status=DecisionStatus.PENDING)
+        .values("capture__line__code")
+        .annotate(n=Count("pk"))
+    )
+    depths = dict.fromkeys(line_codes, 0)
+    depths.update({row["capture__line__code"]: row["n"] for row in rows})
+    return depths
+
+
+@dataclass(frozen=True)
+class ShiftStats:
+    decisions: int
+    median_seconds: float | None  # from opening (claim) to verdict
+
+
+def shift_start(now: datetime) -> datetime:
+    """The inspector's shift, for the header's figures: the last 8 hours."""
+    return now - timedelta(hours=8)
+
+
+def inspector_shift_stats(*, user: Any, since: datetime) -> ShiftStats:
+    rows = list(
+        Decision.objects.filter(
+            decided_by_user=user, decided_by="human", decided_at__gte=since
+        ).values_list("claimed_at", "decided_at")
+    )
+    durations = [
+        (decided - claimed).total_seconds()
+        for claimed, decided in rows
+        if claimed is not None and decided >= claimed
+    ]
+    return ShiftStats(
+        decisions=len(rows),
+        median_seconds=round(statistics.median(durations), 1) if durations else None,
+    )
+
+
+@dataclass(frozen=True)
+class Agreement:
+    compared: int  # human decisions next to a confident model verdict
+    agreeing: int
+    overrides: int  # of those where the model was shown: the human went the other way
+    shown: int
+
+    @property
+    def agreement_percent(self) -> float | None:
+        return round(100 * self.agreeing / self.compared, 1) if self.compared else None
+
+    @property
+    def override_percent(self) -> float | None:
+        return round(100 * self.overrides / self.shown, 1) if self.shown else None
+
+
+def line_agreement(*, line: ProductionLine, last: int = 200, reasons: Any = None) -> Agreement:
+    """Model-vs-human agreement over the last `last` human decisions with a confident model."""
+    decisions = Decision.objects.filter(
+        capture__line=line, decided_by="human", overrode_model__isnull=False
+    )
+    if reasons is not None:
+        decisions = decisions.filter(reason__in=reasons)
+    recent = list(decisions.order_by("-decided_at").values_list("overrode_model", "reason")[:last])
+    shown = [overrode for overrode, reason in recent if reason != "shadow"]
+    return Agreement(
+        compared=len(recent),
+        agreeing=sum(1 for overrode, _ in recent if not overrode),
+        overrides=sum(1 for overrode in shown if overrode),
+        shown=len(shown),
+    )
+
+
+@dataclass(frozen=True)
+class GuardRail:
+    min_captures: int
+    min_agreement_percent: float
+    compared: int
+    agreement_percent: float | None
+    ok: bool
+    rule: str  # the rule in words, as the supervisor reads it on the page
+    status: str  # where the line stands against it
+
+
+def line_guard_rail(*, line: ProductionLine) -> GuardRail:
+    """Whether the line may move to a level where the model decides (partial, full)."""
+    needed = line.min_shadow_captures
+    agreement = line_agreement(line=line, last=max(needed, 1), reasons=GUARD_RAIL_REASONS)
+    percent = agreement.agreement_percent
+    rule = (
+        f"The model may decide on {line.code} only after at least {needed} human decisions "
+        f"on it next to a confident model verdict (shadow or assisted) agree with the model "
+        f"at least {line.min_agreement_percent:g}% of the time."
+    )
+    if agreement.compared < needed:
+        status = f"{agreement.compared} of {needed} compared captures so far"
+        ok = False
+    else:
+        status = f"agreement {percent:g}% over the last {agreement.compared} compared captures"
+        ok = needed == 0 or (percent is not None and percent >= line.min_agreement_percent)
+    if ok and percent is None:
+        status = "no captures needed"
+    return GuardRail(
+        min_captures=needed,
+        min_agreement_percent=line.min_agreement_percent,
+        compared=agreement.compared,
+        agreement_percent=percent,
+        ok=ok,
+        rule=rule,
+        status=status,
+    )
+
+
+@dataclass(frozen=True)
+class LineOverview:
+    line: ProductionLine
+    models: dict[str, Any]  # role -> Deployment
+    queue_depth: int
+    captures_last_hour: int
+    agreement: Agreement
+    guard_rail: GuardRail
+
+
+def line_overview(*, now: datetime) -> list[LineOverview]:
+    """Every line at a glance, for the supervisor."""
+    lines = list(line_list())
+    depths = queue_depth(line_codes=[line.code for line in lines])
+    hour = dict(
+        Capture.objects.filter(received_at__gte=now - timedelta(hours=1))
+        .values_list("line_id")
+        .annotate(n=Count("pk"))
+    )
+    return [
+        LineOverview(
+            line=line,
+            models={d.role: d for d in line.deployments.all()},
+            queue_depth=depths.get(line.code, 0),
+            captures_last_hour=hour.get(line.pk, 0),
+            agreement=line_agreement(line=line),
+            guard_rail=line_guard_rail(line=line),
+        )
+        for line in lines
+    ]
+
+
+def recent_line_changes(*, limit: int = 30) -> QuerySet[LineSettingsChange]:
+    return LineSettingsChange.objects.select_related("line", "changed_by")[:limit]

@@ -442,9 +442,12 @@ def station_token_rotate(*, station: Station) -> NewStation:
     return NewStation(station, token)
 
 
-@transaction.atomic
 def prediction_record_offline(*, capture_id: Any, role: str) -> Prediction | None:
-    """Run a deployed model that does not act (shadow) on a stored capture. Idempotent."""
+    """Run a deployed model that does not act (shadow) on a stored capture. Idempotent.
+
+    Not atomic as a whole: the model runs outside any transaction (SQLite would hold its write
+    lock, and the web requests would wait, while a model loads or predicts).
+    """
     existing = Prediction.objects.filter(capture_id=capture_id, role=role).first()
     if existing:
         return existing
@@ -459,15 +462,16 @@ def prediction_record_offline(*, capture_id: Any, role: str) -> Prediction | Non
     started = time.perf_counter()
     prediction = serving.predict(sha256=model.sha256, artifact=model.artifact, image=image)
     ms = (time.perf_counter() - started) * 1000
-    row, _ = Prediction.objects.get_or_create(
-        capture=capture,
-        role=role,
-        defaults={
-            "model_version_id": model.model_version_id,
-            "score": float(prediction.score),
-            "verdict": prediction.verdict,
-            "regions": prediction.to_dict()["regions"],
-            "latency_ms": round(ms, 3),
-        },
-    )
+    with transaction.atomic():
+        row, _ = Prediction.objects.get_or_create(
+            capture=capture,
+            role=role,
+            defaults={
+                "model_version_id": model.model_version_id,
+                "score": float(prediction.score),
+                "verdict": prediction.verdict,
+                "regions": prediction.to_dict()["regions"],
+                "latency_ms": round(ms, 3),
+            },
+        )
     return row

@@ -115,8 +115,17 @@ class Command(BaseCommand):
             path = Path(folder) / "demo-first-model.pt"
             result.save(path)
             version = registry_services.model_version_register(path=path, name="demo-first-model")
+        thresholds = version.metadata.get("thresholds", {})
         for line in lines:
             registry_services.deployment_set(line=line, model_version=version, role="production")
+            if "pass" in thresholds and "fail" in thresholds:
+                # The model's own calibrated thresholds (validation set), recorded as a change.
+                services.line_settings_update(
+                    line=line,
+                    user=None,
+                    pass_threshold=round(float(thresholds["pass"]), 4),
+                    fail_threshold=round(float(thresholds["fail"]), 4),
+                )
         self.stdout.write(
             f"Trained in {time.monotonic() - started:.0f} s ({result.stopped_because}); model "
             f"{version.pk} is in production on {', '.join(line.code for line in lines)}."
