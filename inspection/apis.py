@@ -3,11 +3,15 @@
 import asyncio
 import contextlib
 import logging
+from pathlib import Path
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.http import FileResponse
+from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -27,6 +31,7 @@ from inspection.permissions import (
     IsSupervisor,
     is_station,
 )
+from models_registry import serving
 
 logger = logging.getLogger(__name__)
 
@@ -274,8 +279,9 @@ class CaptureClaimApi(APIView):
 
     @extend_schema(request=None, responses=CaptureOutputSerializer)
     def post(self, request, capture_id):
-        services.decision_claim(capture_id=capture_id, user=request.user)
-        return _capture_response(selectors.capture_get(capture_id=capture_id))
+        # Claiming again renews the lease: the page does so while the capture stays open.
+        services.capture_claim(capture=capture_id, user=request.user)
+        return _inspector_response(capture_id)
 
 
 class CaptureVerdictApi(APIView):
@@ -305,10 +311,13 @@ class LineOutputSerializer(serializers.Serializer):
     pass_threshold = serializers.FloatField()
     fail_threshold = serializers.FloatField()
     audit_percent = serializers.FloatField()
+    min_shadow_captures = serializers.IntegerField()
+    min_agreement_percent = serializers.FloatField()
     updated_at = serializers.DateTimeField()
     deployments = serializers.SerializerMethodField()
 
     def get_deployments(self, line) -> list[dict[str, Any]]:
+        errors = serving.serving_errors()  # what this web process failed to load
         return [
             {
                 "role": d.role,
@@ -316,6 +325,7 @@ class LineOutputSerializer(serializers.Serializer):
                 "model_name": d.model_version.name,
                 "sha256": d.model_version.sha256,
                 "canary_percent": d.canary_percent,
+                "serving_error": errors.get(d.model_version.sha256),
             }
             for d in line.deployments.all()
         ]
@@ -341,6 +351,8 @@ class LineDetailApi(APIView):
         pass_threshold = serializers.FloatField(min_value=0, max_value=1, required=False)
         fail_threshold = serializers.FloatField(min_value=0, max_value=1, required=False)
         audit_percent = serializers.FloatField(min_value=0, max_value=100, required=False)
+        min_shadow_captures = serializers.IntegerField(min_value=0, required=False)
+        min_agreement_percent = serializers.FloatField(min_value=0, max_value=100, required=False)
 
     def get_permissions(self):
         if self.request.method == "PATCH":
@@ -383,3 +395,132 @@ class LineChangeListApi(APIView):
     def get(self, request, code):
         line = selectors.line_get(code=code)
         return Response(self.OutputSerializer(selectors.line_changes(line=line), many=True).data)
+
+
+# --- The inspector's page talks to these (and so may any other front end) ---
+
+
+class InspectorCaptureSerializer(CaptureOutputSerializer):
+    """A capture as the inspector's page shows it: the station's fields, plus image URLs, the
+    line's level and who holds the claim. The model's output is hidden in manual and shadow."""
+
+    image_url = serializers.SerializerMethodField()
+    heatmap_url = serializers.SerializerMethodField()
+    automation_level = serializers.CharField(source="line.automation_level")
+    station_name = serializers.CharField(source="station.name")
+    claimed_by = serializers.SerializerMethodField()
+    claim_expires_at = serializers.DateTimeField(source="decision.claim_expires_at")
+    claimed_at = serializers.DateTimeField(source="decision.claimed_at")
+
+    def get_image_url(self, capture) -> str:
+        return reverse("inspection:capture-image", args=[capture.pk])
+
+    def get_heatmap_url(self, capture) -> str | None:
+        if self.get_model(capture) is None:
+            return None
+        return reverse("inspection:capture-heatmap", args=[capture.pk])
+
+    def get_claimed_by(self, capture) -> str | None:
+        user = capture.decision.claimed_by
+        return user.username if user else None
+
+
+def _inspector_response(capture_id: Any) -> Response:
+    return Response(InspectorCaptureSerializer(selectors.capture_get(capture_id=capture_id)).data)
+
+
+class InspectorQueueApi(APIView):
+    """The queue an inspector works through on some lines, with the header's figures.
+
+    The page loads it on (re)connecting its websocket and merges the items by id.
+    """
+
+    permission_classes = [IsAuthenticated, IsInspector]
+
+    class FilterSerializer(serializers.Serializer):
+        lines = serializers.CharField(help_text="Line codes, comma-separated: L1,L2")
+
+    @extend_schema(parameters=[FilterSerializer])
+    def get(self, request):
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        codes = [code for code in filters.validated_data["lines"].split(",") if code]
+        lines = [selectors.line_get(code=code) for code in codes]
+        now = timezone.now()
+        captures = selectors.inspector_queue(line_codes=codes, user=request.user, now=now)
+        depths = selectors.queue_depth(line_codes=codes)
+        stats = selectors.inspector_shift_stats(user=request.user, since=selectors.shift_start(now))
+        return Response(
+            {
+                "lines": [
+                    {
+                        "code": line.code,
+                        "name": line.name,
+                        "automation_level": line.automation_level,
+                        "queue_depth": depths[line.code],
+                    }
+                    for line in lines
+                ],
+                "items": InspectorCaptureSerializer(captures, many=True).data,
+                "me": {"decisions": stats.decisions, "median_seconds": stats.median_seconds},
+                "server_time": now.isoformat(),
+                "claim_lease_seconds": selectors.claim_lease_seconds(),
+                "undo_seconds": services.UNDO_SECONDS,
+            }
+        )
+
+
+class CaptureReleaseApi(APIView):
+    """The inspector lets go of a capture undecided; it returns to the others' queues."""
+
+    permission_classes = [IsAuthenticated, IsInspector]
+
+    @extend_schema(request=None, responses=InspectorCaptureSerializer)
+    def post(self, request, capture_id):
+        services.capture_release(capture=capture_id, user=request.user)
+        return _inspector_response(capture_id)
+
+
+class CaptureUndoApi(APIView):
+    """Take back one's own verdict within a few seconds; the station gets a correction."""
+
+    permission_classes = [IsAuthenticated, IsInspector]
+
+    @extend_schema(request=None, responses=InspectorCaptureSerializer)
+    def post(self, request, capture_id):
+        services.verdict_undo(capture=capture_id, user=request.user)
+        return _inspector_response(capture_id)
+
+
+class CaptureImageApi(APIView):
+    """The captured image as the station sent it."""
+
+    permission_classes = [IsAuthenticated, IsInspector]
+
+    @extend_schema(responses={(200, "image/*"): bytes})
+    def get(self, request, capture_id):
+        capture = selectors.capture_get(capture_id=capture_id)
+        path = Path(settings.MEDIA_ROOT) / capture.image
+        if not path.is_file():
+            raise ApplicationError("The image file is missing.", code="not_found", status=404)
+        response = FileResponse(path.open("rb"), content_type=f"image/{capture.image_format}")
+        response["Cache-Control"] = "private, max-age=86400, immutable"
+        return response
+
+
+class CaptureHeatmapApi(APIView):
+    """The model's heatmap over the image (PNG), where the line's level shows the model."""
+
+    permission_classes = [IsAuthenticated, IsInspector]
+
+    @extend_schema(responses={(200, "image/png"): bytes})
+    def get(self, request, capture_id):
+        capture = selectors.capture_get(capture_id=capture_id)
+        if InspectorCaptureSerializer().get_model(capture) is None:
+            raise ApplicationError(
+                "The model's output is hidden for this capture.", code="no_heatmap", status=404
+            )
+        path = services.capture_heatmap_png(capture=capture)
+        response = FileResponse(path.open("rb"), content_type="image/png")
+        response["Cache-Control"] = "private, max-age=86400, immutable"
+        return response

@@ -223,14 +223,13 @@ def line_guard_rail(*, line: ProductionLine) -> GuardRail:
         f"on it next to a confident model verdict (shadow or assisted) agree with the model "
         f"at least {line.min_agreement_percent:g}% of the time."
     )
-    if agreement.compared < needed:
-        status = f"{agreement.compared} of {needed} compared captures so far"
-        ok = False
+    if needed == 0:
+        ok, status = True, "no compared captures needed"
+    elif agreement.compared < needed:
+        ok, status = False, f"{agreement.compared} of {needed} compared captures so far"
     else:
+        ok = percent is not None and percent >= line.min_agreement_percent
         status = f"agreement {percent:g}% over the last {agreement.compared} compared captures"
-        ok = needed == 0 or (percent is not None and percent >= line.min_agreement_percent)
-    if ok and percent is None:
-        status = "no captures needed"
     return GuardRail(
         min_captures=needed,
         min_agreement_percent=line.min_agreement_percent,

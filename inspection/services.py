@@ -7,7 +7,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -291,23 +291,112 @@ def _capture_record(
         )
 
 
-@transaction.atomic
-def decision_claim(*, capture_id: Any, user: Any) -> Decision:
-    """An inspector takes a pending capture, so two inspectors do not judge the same phone."""
-    decision = Decision.objects.select_for_update().filter(capture_id=capture_id).first()
+# How long the undo key works after a human verdict (the station already has the verdict:
+# undo re-opens the capture and the station gets a correction).
+UNDO_SECONDS = 10
+
+
+def _pending_for_update(capture_id: Any) -> Decision:
+    decision = (
+        Decision.objects.select_for_update()
+        .select_related("capture__line", "capture__station")
+        .filter(capture_id=capture_id)
+        .first()
+    )
     if decision is None:
         raise ApplicationError("No such capture.", code="not_found", status=404)
+    return decision
+
+
+def _refuse_if_claimed_by_other(decision: Decision, user: Any, now: datetime) -> None:
+    if decision.claimed_by_id != user.pk and selectors.claim_is_active(decision, now=now):
+        raise ApplicationError(
+            "Another inspector is judging this capture.", code="claimed", status=409
+        )
+
+
+@transaction.atomic
+def capture_claim(*, capture: Any, user: Any) -> Decision:
+    """An inspector takes a pending capture for a lease, renewed while it stays open.
+
+    Two inspectors never judge the same phone; an inspector who walks away loses the capture
+    when the lease runs out (selectors.claim_lease_seconds).
+    """
+    decision = _pending_for_update(getattr(capture, "pk", capture))
     if decision.status == DecisionStatus.DECIDED:
         raise ApplicationError(
             "This capture is already decided.", code="already_decided", status=409
         )
-    if decision.claimed_by_id and decision.claimed_by_id != user.pk:
-        raise ApplicationError(
-            "Another inspector is judging this capture.", code="claimed", status=409
-        )
+    now = timezone.now()
+    _refuse_if_claimed_by_other(decision, user, now)
+    renewing = decision.claimed_by_id == user.pk and selectors.claim_is_active(decision, now=now)
     decision.claimed_by = user
-    decision.claimed_at = timezone.now()
-    decision.save(update_fields=["claimed_by", "claimed_at"])
+    if not renewing:
+        decision.claimed_at = now  # when this inspector opened it: seconds per decision
+    decision.claim_expires_at = now + timedelta(seconds=selectors.claim_lease_seconds())
+    decision.save(update_fields=["claimed_by", "claimed_at", "claim_expires_at"])
+    if not renewing:
+        events.capture_claimed_on_commit(capture=decision.capture, decision=decision)
+    return decision
+
+
+def decision_claim(*, capture_id: Any, user: Any) -> Decision:
+    """The older name of `capture_claim`, by capture id."""
+    return capture_claim(capture=capture_id, user=user)
+
+
+@transaction.atomic
+def capture_release(*, capture: Any, user: Any) -> Decision:
+    """The inspector lets go of a capture undecided; it returns to everyone's queue."""
+    decision = _pending_for_update(getattr(capture, "pk", capture))
+    if decision.status == DecisionStatus.PENDING and decision.claimed_by_id == user.pk:
+        decision.claimed_by = None
+        decision.claimed_at = None
+        decision.claim_expires_at = None
+        decision.save(update_fields=["claimed_by", "claimed_at", "claim_expires_at"])
+        events.capture_released_on_commit(capture=decision.capture, decision=decision)
+    return decision
+
+
+@transaction.atomic
+def verdict_undo(*, capture: Any, user: Any) -> Decision:
+    """Take back one's own human verdict within UNDO_SECONDS.
+
+    The station heard the verdict at once (a line does not wait on an undo window), so undo
+    re-opens the capture for the same inspector and sends the station a correction; the label
+    tasks the verdict created are withdrawn while still open.
+    """
+    decision = _pending_for_update(getattr(capture, "pk", capture))
+    if decision.status != DecisionStatus.DECIDED or decision.decided_by != DecidedBy.HUMAN:
+        raise ApplicationError(
+            "Only a human verdict can be undone.", code="not_undoable", status=409
+        )
+    if decision.decided_by_user_id != user.pk:
+        raise ApplicationError(
+            "Only the inspector who gave a verdict can undo it.", code="not_yours", status=409
+        )
+    now = timezone.now()
+    if decision.decided_at < now - timedelta(seconds=UNDO_SECONDS):
+        raise ApplicationError(
+            f"Too late to undo: a verdict can be undone for {UNDO_SECONDS} seconds.",
+            code="undo_expired",
+            status=409,
+        )
+    decision.status = DecisionStatus.PENDING
+    decision.verdict = ""
+    decision.decided_by = ""
+    decision.decided_by_user = None
+    decision.decided_at = None
+    decision.regions = []
+    decision.note = ""
+    decision.overrode_model = None
+    decision.claimed_by = user
+    decision.claim_expires_at = now + timedelta(seconds=selectors.claim_lease_seconds())
+    decision.save()
+    from labeling.services import task_withdraw_from_inspection
+
+    task_withdraw_from_inspection(capture=decision.capture, reasons=("override", "uncertain"))
+    events.decision_reverted_on_commit(capture=decision.capture, decision=decision)
     return decision
 
 
@@ -335,10 +424,7 @@ def verdict_record(
         raise ApplicationError(
             "This capture is already decided.", code="already_decided", status=409
         )
-    if decision.claimed_by_id and decision.claimed_by_id != user.pk:
-        raise ApplicationError(
-            "Another inspector is judging this capture.", code="claimed", status=409
-        )
+    _refuse_if_claimed_by_other(decision, user, timezone.now())
     decision.status = DecisionStatus.DECIDED
     decision.verdict = verdict
     decision.decided_by = DecidedBy.HUMAN
@@ -362,7 +448,36 @@ def verdict_record(
     return decision
 
 
-_LINE_FIELDS = ("name", "automation_level", "pass_threshold", "fail_threshold", "audit_percent")
+_LINE_FIELDS = (
+    "name",
+    "automation_level",
+    "pass_threshold",
+    "fail_threshold",
+    "audit_percent",
+    "min_shadow_captures",
+    "min_agreement_percent",
+)
+_LEVEL_ORDER = list(AutomationLevel.values)  # manual < shadow < assisted < partial < full
+
+
+def _check_guard_rail(line: ProductionLine, level: str) -> None:
+    """Raising a line to a level where the model decides needs the guard rail to hold.
+
+    Checked against the rail as it stood before this change, so one request cannot lower the
+    bar and raise the level at once.
+    """
+    if level not in selectors.MODEL_DECIDING_LEVELS:
+        return
+    if _LEVEL_ORDER.index(level) <= _LEVEL_ORDER.index(line.automation_level):
+        return
+    rail = selectors.line_guard_rail(line=line)
+    if not rail.ok:
+        raise ApplicationError(
+            f"Refused: {line.code} cannot move to {level} yet. {rail.rule} Now: {rail.status}.",
+            code="guard_rail",
+            status=409,
+            extra={"guard_rail": {"rule": rail.rule, "status": rail.status}},
+        )
 
 
 @transaction.atomic
@@ -386,6 +501,14 @@ def line_settings_update(*, line: ProductionLine, user: Any, **changes: Any) -> 
         )
     if not 0 <= changes.get("audit_percent", line.audit_percent) <= 100:
         raise ApplicationError("audit_percent must be between 0 and 100.", code="invalid_percent")
+    if not 0 <= changes.get("min_agreement_percent", line.min_agreement_percent) <= 100:
+        raise ApplicationError(
+            "min_agreement_percent must be between 0 and 100.", code="invalid_percent"
+        )
+    if changes.get("min_shadow_captures", 0) < 0:
+        raise ApplicationError("min_shadow_captures cannot be negative.", code="invalid_count")
+    if "automation_level" in changes:
+        _check_guard_rail(line, changes["automation_level"])
     diff = {
         name: {"old": getattr(line, name), "new": value}
         for name, value in changes.items()
@@ -475,3 +598,42 @@ def prediction_record_offline(*, capture_id: Any, role: str) -> Prediction | Non
             },
         )
     return row
+
+
+def capture_heatmap_png(*, capture: Capture) -> Path:
+    """The acting model's heatmap over the capture, as a PNG file (computed once, then cached).
+
+    Heatmaps are not stored at capture time (the station's path stays short and most are never
+    looked at); the first inspector to toggle it pays one inference, cached on disk by image
+    and model, so every web process and every later view reads the file.
+    """
+    decision = capture.decision
+    prediction = next(
+        (p for p in capture.predictions.all() if p.pk == decision.acting_prediction_id), None
+    )
+    if prediction is None:
+        raise ApplicationError(
+            "This capture has no model output to show.", code="no_heatmap", status=404
+        )
+    model = prediction.model_version
+    target = (
+        Path(settings.MEDIA_ROOT) / "heatmaps" / model.sha256[:2] / f"{model.sha256[:16]}-"
+        f"{capture.image_sha256}.png"
+    )
+    if target.exists():
+        return target
+    try:
+        image = _decode((Path(settings.MEDIA_ROOT) / capture.image).read_bytes())
+        output = serving.predict(sha256=model.sha256, artifact=model.artifact, image=image)
+        png = output.heatmap_png(image)
+    except (OSError, ApplicationError, serving.ServingError, AttributeError) as exc:
+        logger.warning("no heatmap for capture %s: %s", capture.pk, exc)
+        raise ApplicationError(
+            "The heatmap cannot be computed for this capture.", code="no_heatmap", status=404
+        ) from exc
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+    with os.fdopen(handle, "wb") as stream:
+        stream.write(png)
+    os.replace(temporary, target)
+    return target

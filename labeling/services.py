@@ -4,7 +4,7 @@ from typing import Any
 
 from django.db import transaction
 
-from labeling.models import LabelTask
+from labeling.models import LabelTask, LabelTaskStatus
 
 
 @transaction.atomic
@@ -23,3 +23,12 @@ def task_create_from_inspection(*, capture: Any, reason: str) -> LabelTask:
         },
     )
     return task
+
+
+@transaction.atomic
+def task_withdraw_from_inspection(*, capture: Any, reasons: tuple[str, ...]) -> int:
+    """An inspector undid the verdict behind these tasks: drop the ones nobody started."""
+    deleted, _ = LabelTask.objects.filter(
+        capture=capture, source__in=reasons, status=LabelTaskStatus.OPEN
+    ).delete()
+    return deleted

@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 from config.errors import ApplicationError
 from models_registry import services, serving
 from models_registry.models import Deployment, ModelVersion
-from tests.factories import ProductionLineFactory, image_bytes, station_with_token
+from tests.factories import ProductionLineFactory, UserFactory, image_bytes, station_with_token
 
 pytestmark = pytest.mark.django_db
 
@@ -71,6 +71,13 @@ def test_a_replaced_artifact_file_is_refused_and_remembered(model_artifact, sett
         serving.predictor_for(sha256=version.sha256, artifact=version.artifact)
     assert version.sha256 in serving.serving_errors()
     assert not serving.warm(sha256=version.sha256, artifact=version.artifact)
+    # Supervisors see it on the line.
+    line = ProductionLineFactory(code="L1")
+    services.deployment_set(line=line, model_version=version, role="production")
+    client = APIClient()
+    client.force_authenticate(UserFactory(roles=["supervisor"]))
+    [deployment] = client.get("/api/v1/lines/L1").json()["deployments"]
+    assert "could not be loaded" in deployment["serving_error"]
 
 
 def test_real_model_through_the_api(model_artifact):

@@ -1,0 +1,49 @@
+"""Admin pages for looking around (changes of line settings go through the API, audited)."""
+
+from django.contrib import admin
+
+from inspection.models import (
+    Capture,
+    Decision,
+    LineSettingsChange,
+    Prediction,
+    ProductionLine,
+    Station,
+)
+
+
+@admin.register(ProductionLine)
+class ProductionLineAdmin(admin.ModelAdmin):
+    list_display = ["code", "name", "automation_level", "pass_threshold", "fail_threshold"]
+    readonly_fields = ["automation_level", "pass_threshold", "fail_threshold", "audit_percent"]
+
+
+@admin.register(LineSettingsChange)
+class LineSettingsChangeAdmin(admin.ModelAdmin):
+    list_display = ["line", "changed_by", "changed_at"]
+    readonly_fields = ["line", "changed_by", "changed_at", "changes"]
+
+
+@admin.register(Station)
+class StationAdmin(admin.ModelAdmin):
+    list_display = ["name", "line", "token_prefix", "is_active", "last_seen_at"]
+    readonly_fields = ["token_hash", "token_prefix"]
+
+
+@admin.register(Capture)
+class CaptureAdmin(admin.ModelAdmin):
+    list_display = ["id", "line", "station", "received_at", "width", "height"]
+    list_filter = ["line"]
+    readonly_fields = [field.name for field in Capture._meta.fields]
+
+
+@admin.register(Prediction)
+class PredictionAdmin(admin.ModelAdmin):
+    list_display = ["capture", "role", "model_version", "score", "verdict", "latency_ms"]
+    list_filter = ["role"]
+
+
+@admin.register(Decision)
+class DecisionAdmin(admin.ModelAdmin):
+    list_display = ["capture", "status", "verdict", "decided_by", "reason", "overrode_model"]
+    list_filter = ["status", "verdict", "decided_by", "reason"]
