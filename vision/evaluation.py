@@ -20,7 +20,7 @@ from vision.metrics import (
     confusion_matrix,
     pixel_iou,
     precision_recall_f1,
-    region_recall,
+    region_hits,
 )
 
 
@@ -57,7 +57,7 @@ def evaluate(
 ) -> EvaluationReport:
     """Predict every item and measure. Pixel metrics use the items that have masks."""
     labels, scores, rows = [], [], []
-    ious_pred, ious_true, region_hits = [], [], []
+    ious_pred, ious_true, defects_hit = [], [], []
     predict_ms = []
     per_type: dict[str, list[int]] = {}
     if overlays_dir is not None:
@@ -84,9 +84,9 @@ def evaluate(
             ious_pred.append(_pixel_prediction(prediction, predictor.region_threshold))
             ious_true.append(mask)
             if mask.any():
-                recall = region_recall(mask, [region.box for region in prediction.regions])
-                region_hits.append(recall)
-                row["region_recall"] = recall
+                hits, defects = _defects_hit(item, mask, prediction)
+                defects_hit.append((hits, defects))
+                row["regions_hit"] = f"{hits}/{defects}"
         if overlays_dir is not None:
             name = f"{index:04d}_{item.label}_{prediction.verdict}_{prediction.score:.2f}.png"
             (Path(overlays_dir) / name).write_bytes(_overlay_with_boxes(image, prediction))
@@ -128,9 +128,29 @@ def evaluate(
     }
     if ious_true:
         metrics["pixel_iou"] = pixel_iou(ious_pred, ious_true)
-    if region_hits:
-        metrics["region_recall"] = float(np.mean(region_hits))
+    if defects_hit:
+        # Summed over the dataset: every true defect counts once, however many share an image.
+        hits, defects = np.sum(defects_hit, axis=0)
+        metrics["region_recall"] = float(hits / defects) if defects else None
     return EvaluationReport(metrics=metrics, items=rows)
+
+
+def _defects_hit(item: Item, mask: np.ndarray, prediction: ImagePrediction) -> tuple[int, int]:
+    """(defects hit, defects). With per-defect boxes (synthetic metadata, labellers' boxes) a
+    defect is the mask inside its box, so a faint scratch whose mask breaks into pieces still
+    counts once; without boxes the mask's connected components are the defects."""
+    boxes = [region.box for region in prediction.regions]
+    if not item.boxes:
+        return region_hits(mask, boxes)
+    covered = np.zeros(mask.shape, dtype=bool)
+    for x0, y0, x1, y1 in boxes:
+        covered[y0:y1, x0:x1] = True
+    hits = 0
+    for x0, y0, x1, y1 in item.boxes:
+        pixels = mask[y0:y1, x0:x1]
+        inside = covered[y0:y1, x0:x1]
+        hits += bool((inside & pixels).any() if pixels.any() else inside.any())
+    return hits, len(item.boxes)
 
 
 def _overlay_with_boxes(image: np.ndarray, prediction: ImagePrediction) -> bytes:

@@ -46,7 +46,7 @@ class TrainingDataError(ValueError):
 class TrainConfig:
     minutes: float = 4.0
     max_epochs: int = 100
-    steps_per_epoch: int = 40
+    steps_per_epoch: int = 100
     batch_size: int = 12
     crop: int = 192
     learning_rate: float = 4e-3
@@ -60,6 +60,10 @@ class TrainConfig:
     # Share of defect crops centred on a defect (the rest are random): defects are small, a
     # random crop would mostly show clean screen.
     defect_centred: float = 0.8
+    # Share of clean crops taken where the model currently fires by mistake, re-mined every
+    # epoch on `mine_images` training images.
+    hard_negative_share: float = 0.5
+    mine_images: int = 48
     threads: int | None = None
     device: str = "auto"
     max_steps: int | None = None  # hard cap for tests and smoke runs
@@ -82,7 +86,7 @@ class TrainResult:
         return save_artifact(path, self.model, self.metadata)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Sample:
     image: np.ndarray  # (H, W, 3) uint8
     label: int  # 1 defect, 0 ok
@@ -127,11 +131,12 @@ def _load_sample(item: Item) -> _Sample:
     return _Sample(image, label, pixel_mask, boxes, defect_pixels)
 
 
-def _crop(sample: _Sample, size: int, rng: random.Random, centred: bool) -> tuple:
-    """A size x size crop (edge-padded when the image is smaller) with its targets."""
+def _crop(sample: _Sample, size: int, rng: random.Random, centre: tuple[int, int] | None) -> tuple:
+    """A size x size crop around `centre` (y, x; jittered) or anywhere, edge-padded when the
+    image is smaller, with its targets."""
     height, width = sample.image.shape[:2]
-    if centred and sample.defect_pixels is not None:
-        cy, cx = sample.defect_pixels[rng.randrange(len(sample.defect_pixels))]
+    if centre is not None:
+        cy, cx = centre
         top = int(cy) - size // 2 + rng.randint(-size // 4, size // 4)
         left = int(cx) - size // 2 + rng.randint(-size // 4, size // 4)
     else:
@@ -230,17 +235,60 @@ class _Trainer:
         self.oks = [s for s in samples if s.label == 0]
         # Defects known only by an image label cannot be cropped safely: they train whole.
         self.whole = [s for s in self.defects if s.pixel_mask is None and not s.boxes]
-        self.croppable = [s for s in self.defects if s not in self.whole]
+        self.croppable = [s for s in self.defects if s.pixel_mask is not None or s.boxes]
+        self.hard_negatives: list[tuple[_Sample, tuple[int, int]]] = []
+
+    def _pick(self, *, defect: bool) -> tuple[_Sample, tuple[int, int] | None]:
+        """A sample and where to centre its crop (None: anywhere)."""
+        if defect:
+            sample = self.croppable[self.rng.randrange(len(self.croppable))]
+            if self.rng.random() < self.config.defect_centred:
+                pixels = sample.defect_pixels
+                y, x = pixels[self.rng.randrange(len(pixels))]
+                return sample, (int(y), int(x))
+            return sample, None
+        if self.hard_negatives and self.rng.random() < self.config.hard_negative_share:
+            return self.hard_negatives[self.rng.randrange(len(self.hard_negatives))]
+        pool = self.oks or self.croppable
+        return pool[self.rng.randrange(len(pool))], None
+
+    @torch.no_grad()
+    def mine_hard_negatives(self) -> None:
+        """Find where the model now fires on clean surface (screen edges, reflections, dust)
+        and crop there more often: random crops rarely land on those few confusing spots."""
+        candidates = [s for s in self.samples if s.pixel_mask is not None]
+        if not candidates:
+            return
+        chosen = self.rng.sample(candidates, min(len(candidates), self.config.mine_images))
+        self.model.eval()
+        found = []
+        for sample in chosen:
+            logits, _ = self.model(images_to_tensor([sample.image]).to(self.device))
+            height, width = sample.image.shape[:2]
+            cells = logits[0, 0, : -(-height // self.stride), : -(-width // self.stride)].cpu()
+            truth = _cell_targets(torch.from_numpy(sample.pixel_mask)[None], self.stride)[0, 0]
+            # Cells next to a defect are not "clean": the defect may bleed into them.
+            near_defect = F.max_pool2d(truth[None, None], 3, stride=1, padding=1)[0, 0] > 0
+            cells = cells.masked_fill(near_defect, float("-inf")).flatten()
+            for index in cells.topk(min(3, cells.numel())).indices.tolist():
+                if (
+                    torch.isfinite(cells[index]) and cells[index] > -2.0
+                ):  # p > 0.12: a real confusion
+                    row, col = divmod(index, truth.shape[1])
+                    centre = (
+                        row * self.stride + self.stride // 2,
+                        col * self.stride + self.stride // 2,
+                    )
+                    found.append((sample, centre))
+        self.hard_negatives = found
+        self.model.train()
 
     def batch_loss(self) -> torch.Tensor:
         config = self.config
         crops, masks, boxes_list, labels = [], [], [], []
         for index in range(config.batch_size):
-            use_defect = index % 2 == 0 and self.croppable
-            pool = self.croppable if use_defect else (self.oks or self.croppable)
-            sample = pool[self.rng.randrange(len(pool))]
-            centred = use_defect and self.rng.random() < config.defect_centred
-            image, mask, boxes, label = _crop(sample, config.crop, self.rng, centred)
+            sample, centre = self._pick(defect=index % 2 == 0 and bool(self.croppable))
+            image, mask, boxes, label = _crop(sample, config.crop, self.rng, centre)
             if boxes:
                 # Rotating boxes is fiddly and their loss is loose anyway: keep their orientation.
                 image = np.ascontiguousarray(image)
@@ -335,6 +383,23 @@ def calibrate_thresholds(
     }
 
 
+def _progress(step: int, total_steps: int, started: float, budget_s: float) -> float:
+    """How far training is: by steps or by the time budget, whichever runs out first."""
+    return min(1.0, max(step / total_steps, (time.monotonic() - started) / budget_s))
+
+
+def _set_learning_rate(optimizer: torch.optim.Optimizer, peak: float, progress: float) -> None:
+    """Short warm-up, then cosine decay to zero at the end of the budget. Scheduled on progress,
+    not steps, so a run stopped by the clock still ends annealed."""
+    warmup = 0.05
+    if progress < warmup:
+        rate = peak * (0.1 + 0.9 * progress / warmup)
+    else:
+        rate = peak * 0.5 * (1 + math.cos(math.pi * (progress - warmup) / (1 - warmup)))
+    for group in optimizer.param_groups:
+        group["lr"] = rate
+
+
 def _pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -387,16 +452,16 @@ def train(
     total_steps = config.max_epochs * config.steps_per_epoch
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.learning_rate, total_steps=max(total_steps, 2), pct_start=0.1
-    )
+    _set_learning_rate(optimizer, config.learning_rate, 0.0)
     history: list[dict[str, Any]] = []
-    best_state, best_loss, best_epoch = None, math.inf, 0
+    best_state, best_key, best_epoch = None, (-math.inf, -math.inf), 0
     stopped_because = "max_epochs"
     step = 0
     trainer.model.train()
     for epoch in range(1, config.max_epochs + 1):
         epoch_losses = []
+        if epoch > 1:
+            trainer.mine_hard_negatives()
         for _ in range(config.steps_per_epoch):
             if stop():
                 raise TrainingCancelled(f"cancelled at epoch {epoch}, step {step}")
@@ -404,9 +469,10 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if step < total_steps - 1:
-                scheduler.step()
             step += 1
+            _set_learning_rate(
+                optimizer, config.learning_rate, _progress(step, total_steps, started, budget_s)
+            )
             epoch_losses.append(loss.item())
             elapsed = time.monotonic() - started
             report(
@@ -417,7 +483,7 @@ def train(
                     "total_steps": total_steps,
                     "loss": epoch_losses[-1],
                     "elapsed_s": elapsed,
-                    "fraction": min(1.0, max(step / total_steps, elapsed / budget_s)),
+                    "fraction": _progress(step, total_steps, started, budget_s),
                 }
             )
             if step >= total_steps or elapsed >= budget_s:
@@ -433,8 +499,10 @@ def train(
         }
         history.append(entry)
         report({"event": "epoch", **entry, "total_steps": total_steps})
-        if metrics["val_loss"] < best_loss:
-            best_loss, best_epoch = metrics["val_loss"], epoch
+        # Ranking matters most (AUROC); the loss breaks ties once AUROC saturates at 1.0.
+        key = (metrics.get("val_auroc", 0.0), -metrics["val_loss"])
+        if key > best_key:
+            best_key, best_epoch = key, epoch
             best_state = copy.deepcopy(trainer.model.state_dict())
         if step >= total_steps:
             stopped_because = "max_steps" if config.max_steps is not None else "max_epochs"

@@ -1,0 +1,135 @@
+"""Accuracy and training-time figures of the vision model, as JSON.
+
+    python bench/vision_accuracy.py --json [--minutes 4] [--only synthetic,tiles,phones]
+
+- synthetic: train from scratch on synthetic 1024x576 phones (data generation counted in the
+  time), evaluate on phones from a seed never used in training: image AUROC, and region recall
+  on scratch-only phones.
+- tiles: train on a stable 70% of shared/datasets/magnetic_tile_defect, evaluate on the unseen
+  30%: image AUROC and pixel IoU.
+- phones: the synthetic-trained model on the real phones of shared/datasets/msd_phone_screen_subset
+  (all defective): how many it flags per defect type; overlays are written for people to check
+  that the regions land on the scratch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from vision.datasets import read_manifest, split_items  # noqa: E402
+from vision.evaluation import evaluate  # noqa: E402
+from vision.inference import Predictor  # noqa: E402
+from vision.synth import synth_items  # noqa: E402
+from vision.train import TrainConfig, train  # noqa: E402
+
+DATASETS = ROOT.parent / "shared" / "datasets"
+HELD_OUT_SEED = 424_242
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _epoch_printer(event: dict) -> None:
+    if event["event"] == "epoch":
+        _log(
+            f"  epoch {event['epoch']} val_loss {event['val_loss']:.4f} "
+            f"val_auroc {event.get('val_auroc')} {event['elapsed_s']:.0f}s"
+        )
+
+
+def synthetic(minutes: float, out: Path, train_count: int, eval_count: int) -> dict:
+    started = time.monotonic()
+    items = synth_items(train_count, seed=0, size=(1024, 576))
+    generated_s = time.monotonic() - started
+    _log(f"synthetic: {train_count} phones generated in {generated_s:.0f}s; training")
+    budget = max(0.5, minutes - generated_s / 60)
+    result = train(items, config=TrainConfig(minutes=budget, seed=0), progress=_epoch_printer)
+    model_path = out / "synthetic.pt"
+    result.save(model_path)
+    total_s = time.monotonic() - started
+    predictor = Predictor.from_artifact(model_path)
+    held_out = synth_items(eval_count, seed=HELD_OUT_SEED, size=(1024, 576))
+    report = evaluate(predictor, held_out).metrics
+    scratches = synth_items(
+        eval_count // 2, seed=HELD_OUT_SEED + 1, size=(1024, 576), defect_types=["scratch"]
+    )
+    scratch_report = evaluate(predictor, scratches, overlays_dir=out / "synthetic_overlays").metrics
+    return {
+        "model": str(model_path),
+        "train_images": train_count,
+        "train_seconds_including_data": round(total_s, 1),
+        "stopped_because": result.stopped_because,
+        "held_out": report,
+        "scratch_region_recall": scratch_report["region_recall"],
+        "scratch_flagged_recall": scratch_report["flagged_recall"],
+    }
+
+
+def tiles(minutes: float, out: Path) -> dict:
+    items = read_manifest(DATASETS / "magnetic_tile_defect" / "manifest.csv")
+    seen, unseen = split_items(items, fractions=(0.7, 0.3), seed=2026)
+    _log(f"tiles: training on {len(seen)}, {len(unseen)} kept unseen")
+    started = time.monotonic()
+    result = train(seen, config=TrainConfig(minutes=minutes, seed=0), progress=_epoch_printer)
+    model_path = out / "tiles.pt"
+    result.save(model_path)
+    train_s = time.monotonic() - started
+    predictor = Predictor.from_artifact(model_path)
+    report = evaluate(predictor, unseen, overlays_dir=out / "tiles_overlays").metrics
+    return {
+        "model": str(model_path),
+        "train_images": len(seen),
+        "unseen_images": len(unseen),
+        "train_seconds": round(train_s, 1),
+        "unseen": report,
+    }
+
+
+def phones(model_path: Path, out: Path) -> dict:
+    items = read_manifest(DATASETS / "msd_phone_screen_subset" / "manifest.csv")
+    predictor = Predictor.from_artifact(model_path)
+    report = evaluate(predictor, items, overlays_dir=out / "phones_overlays")
+    return {
+        "images": len(items),
+        "flagged_by_defect_type": report.metrics["flagged_by_defect_type"],
+        "scores": {row["item"].split("/")[-1]: round(row["score"], 3) for row in report.items},
+        "overlays": str(out / "phones_overlays"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=4.5, help="training budget per model")
+    parser.add_argument("--only", default="synthetic,tiles,phones")
+    parser.add_argument("--out", default=str(ROOT / "var" / "bench"))
+    parser.add_argument("--train-count", type=int, default=360)
+    parser.add_argument("--eval-count", type=int, default=300)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    wanted = set(args.only.split(","))
+    results: dict = {"threads": args.threads}
+    if "synthetic" in wanted:
+        results["synthetic"] = synthetic(args.minutes, out, args.train_count, args.eval_count)
+    if "tiles" in wanted:
+        results["tiles"] = tiles(args.minutes, out)
+    if "phones" in wanted:
+        results["phones"] = phones(out / "synthetic.pt", out)
+    print(json.dumps(results, indent=2, default=float) if args.json else results)
+
+
+if __name__ == "__main__":
+    main()
