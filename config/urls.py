@@ -10,6 +10,8 @@ from inspection import views as inspection_views
 
 urlpatterns = [
     path("", inspection_views.home, name="home"),
+    path("inspect/<str:line_codes>/", inspection_views.inspect, name="inspect"),
+    path("supervise/", inspection_views.supervise, name="supervise"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -47,6 +47,8 @@ class RegionSerializer(serializers.Serializer):
         child=serializers.IntegerField(min_value=0), min_length=4, max_length=4
     )
     defect_type = serializers.CharField(max_length=32, default="scratch")
+    # A model region the inspector rejected (the model was wrong there): a label, not a defect.
+    rejected = serializers.BooleanField(required=False)
 
     def validate_box(self, box: list[int]) -> list[int]:
         if box[2] <= box[0] or box[3] <= box[1]:

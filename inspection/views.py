@@ -1,10 +1,14 @@
-"""HTML pages of inspection (a minimal home page for now; the inspector UI comes later)."""
+"""HTML pages of inspection: home by role, the inspector's station, the supervisor's lines."""
 
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.shortcuts import render
+from django.utils import timezone
 
-from inspection.models import ProductionLine
-from inspection.roles import user_roles
+from inspection import selectors, services
+from inspection.models import AutomationLevel, ProductionLine
+from inspection.roles import Role, user_has_role, user_roles
 
 
 @login_required
@@ -13,4 +17,43 @@ def home(request):
         request,
         "home.html",
         {"roles": sorted(user_roles(request.user)), "lines": ProductionLine.objects.all()},
+    )
+
+
+def _roles_or_403(request, *roles: str) -> None:
+    if not user_has_role(request.user, *roles):
+        raise PermissionDenied("Your account does not have the role for this page.")
+
+
+@login_required
+def inspect(request, line_codes: str):
+    """The inspector's station: `/inspect/L1/`, or several lines at once: `/inspect/L1,L2/`."""
+    _roles_or_403(request, Role.INSPECTOR, Role.SUPERVISOR, Role.ADMIN)
+    codes = [code for code in line_codes.split(",") if code]
+    lines = list(ProductionLine.objects.filter(code__in=codes))
+    if not codes or len(lines) != len(set(codes)):
+        raise Http404("Unknown production line.")
+    config = {
+        "lines": codes,
+        "user": request.user.username,
+        "userId": request.user.pk,
+        "undoSeconds": services.UNDO_SECONDS,
+        "leaseSeconds": selectors.claim_lease_seconds(),
+        "api": "/api/v1",
+    }
+    return render(request, "inspection/inspect.html", {"lines": lines, "config": config})
+
+
+@login_required
+def supervise(request):
+    """All lines at a glance; automation levels, thresholds and guard rails, audited."""
+    _roles_or_403(request, Role.SUPERVISOR, Role.ADMIN)
+    return render(
+        request,
+        "inspection/supervise.html",
+        {
+            "overview": selectors.line_overview(now=timezone.now()),
+            "levels": AutomationLevel.choices,
+            "changes": selectors.recent_line_changes(),
+        },
     )

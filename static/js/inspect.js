@@ -1,0 +1,617 @@
+// The inspector's station: a live queue over the line websockets, the image with the model's
+// regions, and verdicts through the public API (POST /api/v1/captures/{id}/verdict).
+const config = JSON.parse(document.getElementById("inspect-config").textContent);
+const api = config.api;
+const $ = (id) => document.getElementById(id);
+const SVG = "http://www.w3.org/2000/svg";
+
+const state = {
+  items: new Map(), // id -> queue item (the small event payload, or the full capture)
+  order: [], // ids, oldest first
+  currentId: null,
+  current: null, // the full capture of the one on screen (from the claim)
+  drawn: [], // the inspector's boxes on the current capture: [x0, y0, x1, y1]
+  rejected: new Set(), // indexes of model regions the inspector rejected
+  drawMode: false,
+  heatmap: false,
+  lastDecision: null, // {id, at} for undo
+  busy: false,
+  view: { scale: 1, x: 0, y: 0 },
+  sockets: new Map(),
+};
+
+function csrf() {
+  const match = document.cookie.match(/(?:^|; )csrftoken=([^;]+)/);
+  return match ? decodeURIComponent(match[1]) : "";
+}
+
+async function call(method, path, body, options = {}) {
+  const response = await fetch(`${api}${path}`, {
+    method,
+    credentials: "same-origin",
+    keepalive: Boolean(options.keepalive),
+    headers: { "Content-Type": "application/json", "X-CSRFToken": csrf(), Accept: "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    const error = new Error(data?.error?.message || `HTTP ${response.status}`);
+    error.status = response.status;
+    error.code = data?.error?.code;
+    throw error;
+  }
+  return data;
+}
+
+function say(text, kind = "info") {
+  const message = $("message");
+  message.textContent = text;
+  message.dataset.kind = kind;
+}
+
+// ---- queue ----
+
+function addItem(item) {
+  if (item.status && item.status !== "pending") return;
+  if (!state.items.has(item.id)) state.order.push(item.id);
+  state.items.set(item.id, { ...state.items.get(item.id), ...item });
+  state.order.sort((a, b) => state.items.get(a).received_at.localeCompare(state.items.get(b).received_at));
+}
+
+function removeItem(id) {
+  if (!state.items.has(id)) return;
+  const index = state.order.indexOf(id);
+  state.items.delete(id);
+  state.order.splice(index, 1);
+  if (id === state.currentId) {
+    state.currentId = null;
+    state.current = null;
+    const next = state.order[Math.min(index, state.order.length - 1)];
+    if (next) select(next);
+    else showCapture(null);
+  }
+}
+
+function age(iso) {
+  const seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+  return seconds < 90 ? `${seconds}s` : `${Math.round(seconds / 60)}m`;
+}
+
+function renderQueue() {
+  const list = $("queue");
+  list.replaceChildren(
+    ...state.order.map((id, index) => {
+      const item = state.items.get(id);
+      const row = document.createElement("li");
+      row.dataset.id = id;
+      row.className = id === state.currentId ? "current" : "";
+      row.innerHTML = `<span class="pos">${index + 1}</span><span class="line">${item.line}</span>
+        <span class="age" data-received="${item.received_at}">${age(item.received_at)}</span>
+        <span class="why">${item.audit ? "audit" : item.reason || ""}</span>`;
+      row.addEventListener("click", () => select(id));
+      return row;
+    }),
+  );
+  $("queue-count").textContent = String(state.order.length);
+  $("queue-empty").hidden = state.order.length > 0;
+  list.querySelector(".current")?.scrollIntoView({ block: "nearest" });
+}
+
+async function resync() {
+  // The server's queue is the truth: add what is missing, drop what is gone (merge by id).
+  try {
+    const data = await call("GET", `/queue?lines=${encodeURIComponent(config.lines.join(","))}`);
+    const fresh = new Set(data.items.map((item) => item.id));
+    for (const id of [...state.order]) if (!fresh.has(id)) removeItem(id);
+    for (const item of data.items) addItem(item);
+    for (const line of data.lines) {
+      const chip = document.querySelector(`.line-chip[data-line="${line.code}"]`);
+      if (!chip) continue;
+      chip.querySelector('[data-role="depth"]').textContent = String(line.queue_depth);
+      const level = chip.querySelector('[data-role="level"]');
+      level.textContent = line.automation_level;
+      level.className = `level level-${line.automation_level}`;
+    }
+    $("my-count").textContent = String(data.me.decisions);
+    $("my-median").textContent = data.me.median_seconds ?? "–";
+    renderQueue();
+    if (!state.currentId && state.order.length) select(state.order[0]);
+  } catch (error) {
+    say(`Could not load the queue: ${error.message}`, "error");
+  }
+}
+
+let resyncTimer = null;
+function resyncSoon(delay = 400) {
+  clearTimeout(resyncTimer);
+  resyncTimer = setTimeout(resync, delay);
+}
+
+// ---- claims ----
+
+let renewTimer = null;
+
+async function select(id) {
+  if (!state.items.has(id) || state.busy) return;
+  const previous = state.currentId;
+  if (previous === id && state.current) return;
+  state.currentId = id;
+  renderQueue();
+  if (previous && previous !== id) release(previous);
+  try {
+    const capture = await call("POST", `/captures/${id}/claim`);
+    if (state.currentId !== id) return; // moved on meanwhile
+    showCapture(capture);
+    clearInterval(renewTimer);
+    renewTimer = setInterval(() => renew(id), (config.leaseSeconds * 1000) / 3);
+  } catch (error) {
+    if (error.status === 409 || error.status === 404) {
+      say("Another inspector took that one.", "info");
+      removeItem(id);
+      renderQueue();
+    } else {
+      say(error.message, "error");
+    }
+  }
+}
+
+function renew(id) {
+  if (state.currentId !== id) return;
+  call("POST", `/captures/${id}/claim`).catch((error) => {
+    if (error.status === 409) removeItem(id);
+  });
+}
+
+function release(id) {
+  call("POST", `/captures/${id}/release`, undefined, { keepalive: true }).catch(() => {});
+}
+
+window.addEventListener("pagehide", () => {
+  if (state.currentId) release(state.currentId);
+});
+
+function move(step) {
+  if (!state.order.length) return;
+  const index = state.order.indexOf(state.currentId);
+  const next = Math.max(0, Math.min(state.order.length - 1, (index < 0 ? 0 : index) + step));
+  select(state.order[next]);
+}
+
+// ---- the image, regions, zoom and pan ----
+
+function modelRegions() {
+  return state.current?.model?.regions || [];
+}
+
+function suggestion() {
+  const verdict = state.current?.model?.verdict;
+  return verdict === "pass" || verdict === "fail" ? verdict : null;
+}
+
+function showCapture(capture) {
+  state.current = capture;
+  state.drawn = [];
+  state.rejected = new Set();
+  state.heatmap = false;
+  setDrawMode(false);
+  $("stage").hidden = !capture;
+  $("viewer-empty").hidden = Boolean(capture);
+  $("heatmap").hidden = true;
+  if (!capture) {
+    $("capture-info").textContent = "";
+    $("model-box").textContent = "";
+    return;
+  }
+  const photo = $("photo");
+  photo.style.width = `${capture.width}px`;
+  photo.style.height = `${capture.height}px`;
+  photo.src = capture.image_url;
+  const heat = $("heatmap");
+  heat.style.width = photo.style.width;
+  heat.style.height = photo.style.height;
+  heat.removeAttribute("src");
+  const overlay = $("overlay");
+  overlay.setAttribute("viewBox", `0 0 ${capture.width} ${capture.height}`);
+  overlay.style.width = photo.style.width;
+  overlay.style.height = photo.style.height;
+  fit();
+  $("capture-info").innerHTML = `<div><b>${capture.line}</b> · station ${capture.station_name}</div>
+    <div class="muted">${new Date(capture.received_at).toLocaleTimeString()} · ${capture.width}×${capture.height}
+    · ${capture.automation_level}${capture.audit ? " · audit sample" : ""}</div>`;
+  renderModel();
+  renderOverlay();
+}
+
+function renderModel() {
+  const box = $("model-box");
+  const model = state.current.model;
+  $("heatmap-button").disabled = !state.current.heatmap_url;
+  $("accept-button").disabled = !suggestion();
+  if (!model) {
+    box.innerHTML = `<p class="muted">Judge the image yourself: the model's opinion is not shown on
+      this line (${state.current.automation_level}).</p>`;
+    return;
+  }
+  const verdict = model.verdict;
+  const regions = modelRegions();
+  box.innerHTML = `<div class="suggest suggest-${verdict}">Model: <b>${verdict}</b>
+      <span class="score">score ${model.score.toFixed(3)}</span></div>
+    <p class="muted">${regions.length} region${regions.length === 1 ? "" : "s"} highlighted${
+      regions.length ? "; click one to reject it" : ""}.</p>`;
+}
+
+function svg(tag, attributes) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  return node;
+}
+
+function renderOverlay() {
+  const overlay = $("overlay");
+  overlay.replaceChildren();
+  modelRegions().forEach((region, index) => {
+    const group = svg("g", {
+      class: `region model${state.rejected.has(index) ? " rejected" : ""}`,
+      "data-index": index,
+    });
+    const title = svg("title", {});
+    title.textContent = `${region.defect_type || "defect"} · score ${Number(region.score).toFixed(3)}${
+      state.rejected.has(index) ? " · rejected" : ""}`;
+    group.append(title);
+    if (region.polygon && region.polygon.length > 2) {
+      group.append(svg("polygon", { points: region.polygon.map((p) => p.join(",")).join(" ") }));
+    }
+    const [x0, y0, x1, y1] = region.box;
+    group.append(svg("rect", { x: x0, y: y0, width: x1 - x0, height: y1 - y0, class: "box" }));
+    group.addEventListener("click", (event) => {
+      if (state.drawMode) return;
+      event.stopPropagation();
+      if (state.rejected.has(index)) state.rejected.delete(index);
+      else state.rejected.add(index);
+      renderOverlay();
+    });
+    overlay.append(group);
+  });
+  state.drawn.forEach((box) => {
+    const [x0, y0, x1, y1] = box;
+    overlay.append(svg("rect", { x: x0, y: y0, width: x1 - x0, height: y1 - y0, class: "drawn" }));
+  });
+}
+
+function applyView() {
+  const { scale, x, y } = state.view;
+  $("stage").style.transform = `translate(${x}px, ${y}px) scale(${scale})`;
+  $("zoom-level").textContent = `${Math.round(scale * 100)}%`;
+}
+
+function fit() {
+  if (!state.current) return;
+  const rect = $("viewport").getBoundingClientRect();
+  const scale = Math.min(rect.width / state.current.width, rect.height / state.current.height);
+  state.view = {
+    scale,
+    x: (rect.width - state.current.width * scale) / 2,
+    y: (rect.height - state.current.height * scale) / 2,
+  };
+  applyView();
+}
+
+function zoomAt(factor, clientX, clientY) {
+  const rect = $("viewport").getBoundingClientRect();
+  const px = (clientX ?? rect.left + rect.width / 2) - rect.left;
+  const py = (clientY ?? rect.top + rect.height / 2) - rect.top;
+  const { scale, x, y } = state.view;
+  const next = Math.max(0.1, Math.min(40, scale * factor));
+  state.view = { scale: next, x: px - ((px - x) * next) / scale, y: py - ((py - y) * next) / scale };
+  applyView();
+}
+
+function toImage(event) {
+  const rect = $("viewport").getBoundingClientRect();
+  const { scale, x, y } = state.view;
+  const clamp = (v, max) => Math.max(0, Math.min(max, Math.round(v)));
+  return [
+    clamp((event.clientX - rect.left - x) / scale, state.current.width),
+    clamp((event.clientY - rect.top - y) / scale, state.current.height),
+  ];
+}
+
+function setDrawMode(on) {
+  state.drawMode = on;
+  $("viewport").classList.toggle("drawing", on);
+  $("draw-button").classList.toggle("active", on);
+}
+
+function toggleHeatmap() {
+  if (!state.current?.heatmap_url) return;
+  state.heatmap = !state.heatmap;
+  const heat = $("heatmap");
+  if (state.heatmap && !heat.getAttribute("src")) {
+    heat.onerror = () => {
+      say("No heatmap for this capture.", "error");
+      state.heatmap = false;
+      heat.hidden = true;
+    };
+    heat.src = state.current.heatmap_url;
+  }
+  heat.hidden = !state.heatmap;
+  $("heatmap-button").classList.toggle("active", state.heatmap);
+}
+
+(function pointer() {
+  const viewport = $("viewport");
+  let drag = null;
+  viewport.addEventListener("mousedown", (event) => {
+    if (!state.current || event.button !== 0) return;
+    event.preventDefault();
+    if (state.drawMode) {
+      const start = toImage(event);
+      drag = { kind: "draw", start, box: [...start, ...start] };
+      state.drawn.push(drag.box);
+    } else {
+      drag = { kind: "pan", x: event.clientX, y: event.clientY, view: { ...state.view } };
+    }
+  });
+  window.addEventListener("mousemove", (event) => {
+    if (!drag) return;
+    if (drag.kind === "pan") {
+      state.view = { ...drag.view, x: drag.view.x + event.clientX - drag.x, y: drag.view.y + event.clientY - drag.y };
+      applyView();
+    } else {
+      const [x, y] = toImage(event);
+      const [sx, sy] = drag.start;
+      drag.box.splice(0, 4, Math.min(sx, x), Math.min(sy, y), Math.max(sx, x), Math.max(sy, y));
+      renderOverlay();
+    }
+  });
+  window.addEventListener("mouseup", () => {
+    if (drag?.kind === "draw") {
+      const [x0, y0, x1, y1] = drag.box;
+      if (x1 - x0 < 2 || y1 - y0 < 2) state.drawn.pop(); // a click, not a box
+      else say(`Box drawn (${x1 - x0}×${y1 - y0} px). Press F to fail with it.`);
+      renderOverlay();
+    }
+    drag = null;
+  });
+  viewport.addEventListener(
+    "wheel",
+    (event) => {
+      if (!state.current) return;
+      event.preventDefault();
+      zoomAt(event.deltaY < 0 ? 1.2 : 1 / 1.2, event.clientX, event.clientY);
+    },
+    { passive: false },
+  );
+  window.addEventListener("resize", fit);
+})();
+
+// ---- verdicts ----
+
+function regionsFor(verdict) {
+  const model = modelRegions().map((region, index) => ({ region, index }));
+  const rejected = model
+    .filter(({ index }) => verdict === "pass" || state.rejected.has(index))
+    .map(({ region }) => ({ box: region.box, defect_type: region.defect_type || "scratch", rejected: true }));
+  if (verdict === "pass") return rejected;
+  const kept = model
+    .filter(({ index }) => !state.rejected.has(index))
+    .map(({ region }) => ({ box: region.box, defect_type: region.defect_type || "scratch" }));
+  const drawn = state.drawn.map((box) => ({ box, defect_type: "scratch" }));
+  return [...kept, ...drawn, ...rejected];
+}
+
+async function decide(verdict) {
+  if (!state.current || state.busy) return;
+  const regions = regionsFor(verdict);
+  if (verdict === "fail" && !regions.some((region) => !region.rejected)) {
+    setDrawMode(true);
+    say("Where is the defect? Drag a box around it, then press F again.", "ask");
+    return;
+  }
+  const id = state.current.id;
+  state.busy = true;
+  try {
+    await call("POST", `/captures/${id}/verdict`, { verdict, regions });
+    clearInterval(renewTimer);
+    state.lastDecision = { id, at: Date.now(), verdict };
+    updateUndo();
+    say(`${verdict === "pass" ? "Passed" : "Failed"}. Z to undo.`, verdict);
+    state.busy = false;
+    removeItem(id);
+    renderQueue();
+    resyncSoon();
+  } catch (error) {
+    state.busy = false;
+    say(error.message, "error");
+    if (error.status === 409) {
+      removeItem(id);
+      renderQueue();
+    }
+  }
+}
+
+function accept() {
+  const verdict = suggestion();
+  if (!verdict) {
+    say("No model suggestion here: press P or F.", "ask");
+    return;
+  }
+  decide(verdict);
+}
+
+function undoAvailable() {
+  return state.lastDecision && Date.now() - state.lastDecision.at < config.undoSeconds * 1000;
+}
+
+function updateUndo() {
+  $("undo-button").disabled = !undoAvailable();
+}
+setInterval(updateUndo, 500);
+
+async function undo() {
+  if (!undoAvailable() || state.busy) {
+    say("Nothing to undo.", "info");
+    return;
+  }
+  const { id } = state.lastDecision;
+  state.busy = true;
+  try {
+    const capture = await call("POST", `/captures/${id}/undo`);
+    state.lastDecision = null;
+    updateUndo();
+    if (state.currentId && state.currentId !== id) release(state.currentId);
+    addItem(capture);
+    state.currentId = id;
+    state.busy = false;
+    renderQueue();
+    showCapture(capture);
+    clearInterval(renewTimer);
+    renewTimer = setInterval(() => renew(id), (config.leaseSeconds * 1000) / 3);
+    say("Undone: the capture is open again and the station was told.", "info");
+    resyncSoon();
+  } catch (error) {
+    state.busy = false;
+    say(error.message, "error");
+  }
+}
+
+// ---- keyboard and buttons ----
+
+const actions = {
+  accept,
+  pass: () => decide("pass"),
+  fail: () => decide("fail"),
+  undo,
+  "zoom-in": () => zoomAt(1.25),
+  "zoom-out": () => zoomAt(0.8),
+  fit,
+  draw: () => setDrawMode(!state.drawMode),
+  heatmap: toggleHeatmap,
+};
+
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-action]");
+  if (button && actions[button.dataset.action]) {
+    button.blur(); // keep Enter for "accept", not for the last clicked button
+    actions[button.dataset.action]();
+  }
+});
+
+document.addEventListener("keydown", (event) => {
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  if (event.target.closest("input, textarea, select")) return;
+  const key = event.key;
+  const map = {
+    Enter: accept,
+    p: actions.pass,
+    f: actions.fail,
+    z: undo,
+    ArrowDown: () => move(1),
+    ArrowRight: () => move(1),
+    j: () => move(1),
+    ArrowUp: () => move(-1),
+    ArrowLeft: () => move(-1),
+    k: () => move(-1),
+    b: actions.draw,
+    h: toggleHeatmap,
+    "+": actions["zoom-in"],
+    "=": actions["zoom-in"],
+    "-": actions["zoom-out"],
+    0: fit,
+    Escape: () => setDrawMode(false),
+    Backspace: () => {
+      state.drawn.pop();
+      renderOverlay();
+    },
+  };
+  const handler = map[key.length === 1 ? key.toLowerCase() : key];
+  if (handler) {
+    event.preventDefault();
+    handler();
+  }
+});
+
+// ---- live feed ----
+
+function setConnection(stateName, text) {
+  const badge = $("connection");
+  badge.dataset.state = stateName;
+  badge.textContent = text;
+}
+
+function connect(line, attempt = 0) {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const socket = new WebSocket(`${scheme}://${location.host}/ws/lines/${line}/`);
+  state.sockets.set(line, socket);
+  socket.onmessage = (event) => {
+    const message = JSON.parse(event.data);
+    switch (message.type) {
+      case "hello":
+        attempt = 0;
+        if ([...state.sockets.values()].every((s) => s.readyState === WebSocket.OPEN)) {
+          setConnection("live", "live");
+        }
+        resync(); // whatever happened while disconnected
+        break;
+      case "capture":
+        addItem(message.capture);
+        renderQueue();
+        if (!state.currentId && message.capture.status === "pending") select(message.capture.id);
+        resyncSoon(800);
+        break;
+      case "decision":
+        removeItem(message.capture.id);
+        renderQueue();
+        resyncSoon(800);
+        break;
+      case "claimed":
+        if (message.claimed_by !== config.userId) {
+          removeItem(message.capture);
+          renderQueue();
+        }
+        break;
+      case "released":
+        addItem(message.capture);
+        renderQueue();
+        if (!state.currentId) select(message.capture.id);
+        break;
+      case "reverted":
+        if (message.capture.claimed_by !== config.userId) removeItem(message.capture.id);
+        resyncSoon(800);
+        break;
+      case "line":
+        resync();
+        if (state.current) {
+          // The model may now be shown or hidden: claim again to read the capture afresh.
+          const id = state.currentId;
+          state.current = null;
+          select(id);
+        }
+        break;
+      default:
+        break;
+    }
+  };
+  socket.onclose = (event) => {
+    if (event.code >= 4400 && event.code < 4500) {
+      setConnection("down", `refused (${event.code})`);
+      return;
+    }
+    setConnection("down", "reconnecting…");
+    const delay = Math.min(10000, 500 * 2 ** attempt);
+    setTimeout(() => connect(line, attempt + 1), delay);
+  };
+}
+
+setInterval(() => {
+  for (const node of document.querySelectorAll(".queue .age")) node.textContent = age(node.dataset.received);
+}, 5000);
+setInterval(resync, 30000); // a safety net under the websocket
+
+config.lines.forEach((line) => connect(line));
+resync();
