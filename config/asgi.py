@@ -15,6 +15,10 @@ from config.settings import check_production_settings  # noqa: E402
 
 check_production_settings()
 
+from models_registry.serving import warm_deployed_in_background  # noqa: E402
+
+warm_deployed_in_background()
+
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,

@@ -99,3 +99,28 @@ def clear() -> None:
     with _lock:
         _predictors.clear()
         _failures.clear()
+
+
+def warm_deployed_in_background() -> threading.Thread:
+    """Load every deployed model in a background thread, so the first capture after a start
+    does not wait a second or two for its model. Failures are logged and remembered."""
+
+    def run() -> None:
+        from django.db import connection
+
+        from models_registry.models import Deployment
+
+        try:
+            rows = set(
+                Deployment.objects.values_list("model_version__sha256", "model_version__artifact")
+            )
+            for sha256, artifact in rows:
+                warm(sha256=sha256, artifact=artifact)
+        except Exception:  # e.g. not migrated yet: serving loads on first use instead
+            logger.warning("could not warm the deployed models", exc_info=True)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, name="serving-warm", daemon=True)
+    thread.start()
+    return thread

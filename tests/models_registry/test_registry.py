@@ -122,3 +122,12 @@ def _upload(data: bytes):
     stream = io.BytesIO(data)
     stream.name = "phone.jpg"
     return stream
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deployed_models_are_warmed_at_start(model_artifact):
+    line = ProductionLineFactory(code="L1")
+    version = services.model_version_register(path=model_artifact)
+    services.deployment_set(line=line, model_version=version, role="production")
+    serving.warm_deployed_in_background().join(timeout=60)
+    assert version.sha256 in serving._predictors
