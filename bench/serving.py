@@ -111,7 +111,12 @@ def inprocess_ms(model: Path, images: list[bytes], rounds: int) -> dict[str, flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--url", default="http://127.0.0.1:8000")
-    parser.add_argument("--token", required=True, help="a station token of --line")
+    parser.add_argument(
+        "--token",
+        required=True,
+        help="a station token of --line; several, comma-separated, are shared out among the "
+        "concurrent stations",
+    )
     parser.add_argument("--line", default="L1")
     parser.add_argument("--n", type=int, default=200, help="sequential captures")
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent stations")
@@ -125,7 +130,8 @@ def main() -> None:
 
     width, height = (int(v) for v in args.size.lower().split("x"))
     images = make_images(args.distinct, (width, height), args.seed)
-    headers = {"Authorization": f"Token {args.token}"}
+    tokens = [token.strip() for token in args.token.split(",") if token.strip()]
+    headers = {"Authorization": f"Token {tokens[0]}"}
     results: dict[str, object] = {
         "url": args.url,
         "line": args.line,
@@ -133,6 +139,7 @@ def main() -> None:
         "image_kb": round(statistics.mean(len(i) for i in images) / 1024, 1),
         "n": args.n,
         "concurrency": args.concurrency,
+        "stations": min(len(tokens), args.concurrency),
     }
 
     with httpx.Client(base_url=args.url, headers=headers, timeout=60) as client:
@@ -178,8 +185,11 @@ def main() -> None:
 
     def station(index: int) -> None:
         if not hasattr(local, "client"):
-            local.client = httpx.Client(base_url=args.url, headers=headers, timeout=60)
             with lock:
+                token = tokens[len(clients) % len(tokens)]
+                local.client = httpx.Client(
+                    base_url=args.url, headers={"Authorization": f"Token {token}"}, timeout=60
+                )
                 clients.append(local.client)
         elapsed, _, _ = post(local.client, args.line, images[index % len(images)])
         with lock:
