@@ -56,6 +56,12 @@ function say(text, kind = "info") {
 
 // ---- queue ----
 
+function bumpDepth(line, step) {
+  const depth = document.querySelector(`.line-chip[data-line="${line}"] [data-role="depth"]`);
+  const value = Number.parseInt(depth?.textContent, 10);
+  if (depth && !Number.isNaN(value)) depth.textContent = String(Math.max(0, value + step));
+}
+
 function addItem(item) {
   if (item.status && item.status !== "pending") return;
   if (!state.items.has(item.id)) state.order.push(item.id);
@@ -200,8 +206,12 @@ function showCapture(capture) {
   state.heatmap = false;
   setDrawMode(false);
   $("stage").hidden = !capture;
+  $("region-tip").hidden = true;
   $("viewer-empty").hidden = Boolean(capture);
   $("heatmap").hidden = true;
+  for (const action of ["accept", "pass", "fail"]) {
+    document.querySelector(`.decide [data-action="${action}"]`).disabled = !capture;
+  }
   if (!capture) {
     $("capture-info").textContent = "";
     $("model-box").textContent = "";
@@ -268,6 +278,17 @@ function renderOverlay() {
     }
     const [x0, y0, x1, y1] = region.box;
     group.append(svg("rect", { x: x0, y: y0, width: x1 - x0, height: y1 - y0, class: "box" }));
+    group.addEventListener("mousemove", (event) => {
+      const tip = $("region-tip");
+      const rect = $("viewport").getBoundingClientRect();
+      tip.textContent = title.textContent;
+      tip.style.left = `${event.clientX - rect.left + 14}px`;
+      tip.style.top = `${event.clientY - rect.top + 14}px`;
+      tip.hidden = false;
+    });
+    group.addEventListener("mouseleave", () => {
+      $("region-tip").hidden = true;
+    });
     group.addEventListener("click", (event) => {
       if (state.drawMode) return;
       event.stopPropagation();
@@ -559,12 +580,14 @@ function connect(line, attempt = 0) {
         resync(); // whatever happened while disconnected
         break;
       case "capture":
+        if (message.capture.status === "pending") bumpDepth(message.capture.line, 1);
         addItem(message.capture);
         renderQueue();
         if (!state.currentId && message.capture.status === "pending") select(message.capture.id);
         resyncSoon(800);
         break;
       case "decision":
+        if (message.capture.decided_by === "human") bumpDepth(message.capture.line, -1);
         removeItem(message.capture.id);
         renderQueue();
         resyncSoon(800);
