@@ -54,9 +54,6 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print one JSON line per capture")
 
     def handle(self, *args, **options):
-        from vision.images import encode_jpeg
-        from vision.synth import Lighting, synth_phone
-
         interval = 1 / parse_rate(options["rate"])
         shift_after = (
             parse_duration(options["lighting_shift_after"])
@@ -65,15 +62,25 @@ class Command(BaseCommand):
         )
         width, height = (int(v) for v in options["size"].lower().split("x"))
         seed = options["seed"] if options["seed"] is not None else int(time.time())
-        normal = Lighting()
-        shifted = Lighting.parse(SHIFTED_LIGHTING)
         url = options["url"].rstrip("/") + "/api/v1/captures"
         headers = {"Authorization": f"Token {options['token']}"}
-        started = time.monotonic()
-        sent = 0
         self.stdout.write(
             f"Station posting to {url} on line {options['line']} every {interval:.2f} s"
         )
+        try:
+            self._run(options, url, headers, interval, shift_after, (width, height), seed)
+        except KeyboardInterrupt:
+            self.stdout.write("Station stopped.")
+
+    def _run(self, options, url, headers, interval, shift_after, size, seed) -> None:
+        from vision.images import encode_jpeg
+        from vision.synth import Lighting, synth_phone
+
+        width, height = size
+        normal = Lighting()
+        shifted = Lighting.parse(SHIFTED_LIGHTING)
+        started = time.monotonic()
+        sent = 0
         with httpx.Client(headers=headers, timeout=30) as client:
             while not options["count"] or sent < options["count"]:
                 due = started + sent * interval
