@@ -3,6 +3,7 @@
 import asyncio
 import json
 import threading
+import time
 import uuid
 
 import httpx
@@ -173,3 +174,20 @@ def test_simulate_line_posts_like_a_station(live_server_url):
     assert result.stdout.count("pending (a human decides)") == 3
     assert "ms" in result.stdout
     assert Capture.objects.filter(station=station).count() == 3
+
+
+def test_reuseport_launcher_serves_from_two_workers(postgres, tmp_path):
+    port = free_port()
+    log = tmp_path / "serve.log"
+    process = start(["config.serve", "--port", str(port), "--workers", "2"], child_env(), log)
+    try:
+        wait_for_port(port, process, log)
+        for _ in range(10):  # a new connection each time
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+                assert client.get("/accounts/login/").status_code == 200
+        deadline = time.monotonic() + 30
+        while log.read_text().count("Started server process") < 2:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+    finally:
+        stop(process)
