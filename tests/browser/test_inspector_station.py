@@ -210,7 +210,7 @@ def test_supervisor_is_refused_partial_until_the_guard_rail_holds(
         "document.querySelector('form[data-line=L2] [data-role=refusal]').textContent.length > 0"
     )
     assert "0 of 3" in refusal.text_content()
-    screenshot(page, "supervise-refused")
+    screenshot(page, "supervise-refused", full_page=True)
     line.refresh_from_db()
     assert line.automation_level == "shadow"
 
@@ -236,5 +236,5 @@ def test_supervisor_is_refused_partial_until_the_guard_rail_holds(
     change = LineSettingsChange.objects.get(line=line)
     assert change.changed_by.username == "sam"
     assert page.locator("table.changes >> text=sam").count() == 1
-    screenshot(page, "supervise-after-change")
+    screenshot(page, "supervise-after-change", full_page=True)
     page.context.close()
