@@ -63,6 +63,9 @@ class TrainConfig:
     # Share of clean crops taken where the model currently fires by mistake, re-mined every
     # epoch on `mine_images` training images.
     hard_negative_share: float = 0.5
+    # Defect cells are rare on phones (thin scratches): weigh them up. Datasets whose defects
+    # cover large areas need less.
+    positive_cell_weight: float = 10.0
     mine_images: int = 48
     threads: int | None = None
     device: str = "auto"
@@ -309,7 +312,7 @@ class _Trainer:
             ).to(self.device)
             cell_logits = logits[with_mask]
             # Defect cells are rare: weigh them up so the heatmap does not learn "all clean".
-            weight = 1.0 + 9.0 * cell_truth
+            weight = 1.0 + (config.positive_cell_weight - 1.0) * cell_truth
             loss = loss + F.binary_cross_entropy_with_logits(cell_logits, cell_truth, weight=weight)
         box_losses = [
             _box_bag_loss(logits[i], boxes_list[i], self.stride)[0]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from vision.synth import synth_items
 
+from vision.synth import synth_items
 from vision.train import TrainConfig, train
 
 TINY_SIZE = (128, 72)

@@ -2,10 +2,10 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
-from vision.synth import synth_phone
 
 from vision.export import export_onnx, export_torchscript
 from vision.inference import Predictor
+from vision.synth import synth_phone
 
 
 def _phone_input():

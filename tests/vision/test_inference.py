@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from vision.synth import synth_phone
 
 from vision.artifacts import load_artifact
 from vision.inference import Predictor, heatmap_regions
 from vision.model import images_to_tensor
+from vision.synth import synth_phone
 
 
 def test_prediction_has_score_verdict_regions_and_heatmap(tiny_artifact):

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 import torch
-from vision.datasets import Item
-from vision.synth import synth_items
 
 from vision.artifacts import load_artifact
+from vision.datasets import Item
+from vision.synth import synth_items
 from vision.train import (
     TrainConfig,
     TrainingCancelled,
