@@ -11,8 +11,7 @@ import torch
 from torch import nn
 
 from vision.artifacts import file_sha256, load_artifact
-from vision.inference import _fuse_batchnorm
-from vision.model import NORMALIZATION, ScratchNet
+from vision.model import NORMALIZATION, ScratchNet, fold_for_inference, normalization_mean_255
 
 # Exported graphs take float32 RGB in 0..255, NCHW, height and width multiples of the stride,
 # and return (heatmap probabilities (N, 1, H/stride, W/stride), image scores (N,)).
@@ -45,14 +44,13 @@ def _normalization_tensors(normalization: dict) -> tuple[torch.Tensor, torch.Ten
 class _Deployable(nn.Module):
     def __init__(self, model: ScratchNet, normalization: dict):
         super().__init__()
-        self.net = _fuse_batchnorm(model)
+        self.net = fold_for_inference(model, normalization)
         self.top_k = model.config.top_k
-        mean, std = _normalization_tensors(normalization)
+        mean = torch.tensor(normalization_mean_255(normalization)).view(1, 3, 1, 1)
         self.register_buffer("mean", mean)
-        self.register_buffer("std", std)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.net((images - self.mean) / self.std)
+        logits = self.net(images - self.mean)
         flat = logits.flatten(1)
         scores = torch.sigmoid(flat.topk(self.top_k, dim=1).values.mean(dim=1))
         return torch.sigmoid(logits), scores

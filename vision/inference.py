@@ -12,11 +12,15 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 
 from vision.artifacts import load_artifact
 from vision.metrics import connected_components
-from vision.model import ScratchNet, images_to_tensor
+from vision.model import (
+    ScratchNet,
+    centred_images_to_tensor,
+    fold_for_inference,
+    normalization_mean_255,
+)
 
 MAX_REGIONS = 20
 
@@ -135,27 +139,6 @@ def heatmap_regions(
     return regions[:MAX_REGIONS]
 
 
-def _fuse_batchnorm(model: ScratchNet) -> nn.Module:
-    """Fold each BatchNorm into the convolution before it: same output, fewer passes."""
-    fused = []
-    for block in model.features:
-        conv, norm, relu = block
-        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-        folded = nn.Conv2d(
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel_size,
-            conv.stride,
-            conv.padding,
-            conv.dilation,
-            bias=True,
-        )
-        folded.weight.data = conv.weight.data * scale.view(-1, 1, 1, 1)
-        folded.bias.data = norm.bias.data - norm.running_mean * scale
-        fused.extend([folded, nn.ReLU(inplace=True)])
-    return nn.Sequential(*fused, model.head).eval()
-
-
 class Predictor:
     """One loaded model, ready to predict. Build once per process and reuse."""
 
@@ -163,14 +146,15 @@ class Predictor:
         self.metadata = metadata
         self.sha256: str = metadata.get("sha256", "")
         self.model = model.eval()
-        self._net = _fuse_batchnorm(model).to(memory_format=torch.channels_last)
+        normalization = metadata.get("normalization")
+        self._mean = normalization_mean_255(normalization)
+        self._net = fold_for_inference(model, normalization)
         self.top_k = model.config.top_k
         self.stride: int = model.config.stride
         thresholds = metadata.get("thresholds", {})
         self.pass_threshold: float = float(thresholds.get("pass", 0.5))
         self.fail_threshold: float = float(thresholds.get("fail", 0.5))
         self.region_threshold: float = float(metadata.get("region_threshold", 0.5))
-        self.normalization = metadata.get("normalization")
         self.threads = threads
         if threads:
             torch.set_num_threads(threads)
@@ -192,7 +176,7 @@ class Predictor:
     @torch.inference_mode()
     def heatmap_logits(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """Same-size images -> (N, h, w) heatmap logits, cropped to the images' own extent."""
-        batch = images_to_tensor(list(images), normalization=self.normalization, stride=self.stride)
+        batch = centred_images_to_tensor(images, mean=self._mean, stride=self.stride)
         logits = self._net(batch)[:, 0]
         height, width = images[0].shape[:2]
         return logits[:, : -(-height // self.stride), : -(-width // self.stride)]
