@@ -208,6 +208,33 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 
+# Model registry jobs (training, evaluation, batch prediction): time limits, heartbeat, reaper.
+TRAINING_SOFT_TIME_LIMIT = env_int("TRAINING_SOFT_TIME_LIMIT", 3 * 3600)
+TRAINING_THREADS = env_int("TRAINING_THREADS", 0)  # 0: torch's default
+CELERY_TASK_ANNOTATIONS = {
+    name: {
+        "soft_time_limit": TRAINING_SOFT_TIME_LIMIT,
+        "time_limit": TRAINING_SOFT_TIME_LIMIT + 300,
+    }
+    for name in (
+        "models_registry.training_run_execute",
+        "models_registry.evaluation_run_execute",
+        "models_registry.batch_predict_execute",
+    )
+}
+# A running job writes a heartbeat this often; one silent for JOB_STALE_SECONDS is "worker lost".
+JOB_HEARTBEAT_SECONDS = float(env("JOB_HEARTBEAT_SECONDS") or 10)
+JOB_STALE_SECONDS = float(env("JOB_STALE_SECONDS") or 120)
+JOB_CANCEL_POLL_SECONDS = float(env("JOB_CANCEL_POLL_SECONDS") or 1)
+# The promotion gate: a candidate may trail production on the benchmark by at most this much.
+REGISTRY_GATE_MARGIN = float(env("REGISTRY_GATE_MARGIN") or 0.02)
+CODE_VERSION = env("CODE_VERSION")  # the trainer's commit, when the image has no .git
+CELERY_BEAT_SCHEDULE = {
+    "registry-canary-check": {"task": "models_registry.canary_check", "schedule": 60.0},
+    "registry-jobs-reap": {"task": "models_registry.jobs_reap", "schedule": 60.0},
+    "registry-auto-retrain": {"task": "models_registry.auto_retrain_check", "schedule": 600.0},
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "inspection.authentication.StationTokenAuthentication",

@@ -1,8 +1,10 @@
-"""Reads of the registry: which models serve a line."""
+"""Reads of the registry: which models serve a line, the promotion gate, the canary's record
+and the shadow's agreement."""
 
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 
@@ -54,3 +56,184 @@ def forget_line_serving_models(line_id: int | None = None) -> None:
             _cache.clear()
         else:
             _cache.pop(line_id, None)
+
+
+# --- Rollout reads: the gate, the canary's record, the shadow's agreement ---
+
+# Compared on the benchmark, higher is better; a candidate may fall short of production by at
+# most REGISTRY_GATE_MARGIN on each.
+GATE_METRICS = ("auroc", "f1", "recall")
+
+
+@dataclass(frozen=True)
+class GateComparison:
+    metric: str
+    candidate: float | None
+    production: float | None
+    ok: bool
+
+    @property
+    def delta(self) -> float | None:
+        if self.candidate is None or self.production is None:
+            return None
+        return self.candidate - self.production
+
+
+@dataclass(frozen=True)
+class Gate:
+    ok: bool
+    reason: str  # in the supervisor's words: why it may or may not be promoted
+    benchmark: str = ""
+    margin: float = 0.0
+    comparisons: tuple[GateComparison, ...] = ()
+
+
+def _succeeded_evaluations(model_version_id: int) -> dict[str, Any]:
+    from models_registry.models import Evaluation, JobStatus
+
+    evaluations = Evaluation.objects.filter(
+        model_version_id=model_version_id, status=JobStatus.SUCCEEDED
+    ).order_by("-finished_at", "-id")
+    latest: dict[str, Any] = {}
+    for evaluation in evaluations:
+        latest.setdefault(evaluation.benchmark, evaluation)
+    return latest
+
+
+def evaluation_pair(*, model_version: Any, production: Any) -> tuple[Any, Any]:
+    """The newest evaluations of both versions on one benchmark (None, None when none shared)."""
+    mine = _succeeded_evaluations(model_version.pk)
+    theirs = _succeeded_evaluations(production.pk) if production else {}
+    for benchmark, evaluation in mine.items():  # newest first
+        if benchmark in theirs:
+            return evaluation, theirs[benchmark]
+    return None, None
+
+
+def promotion_gate(*, model_version: Any, line: Any) -> Gate:
+    """May `model_version` decide on `line` (canary or production)? Not when it is worse than
+    the line's production model on a shared benchmark by more than the margin."""
+    margin = float(settings.REGISTRY_GATE_MARGIN)
+    production = (
+        Deployment.objects.filter(line=line, role="production").select_related("model_version")
+    ).first()
+    if production is None or production.model_version_id == model_version.pk:
+        return Gate(True, f"No other production model on {line.code} to compare with.")
+    current = production.model_version
+    mine, theirs = evaluation_pair(model_version=model_version, production=current)
+    if mine is None:
+        return Gate(
+            False,
+            f"Refused: {model_version} and the production model {current} have no evaluation "
+            f"on the same benchmark yet. Evaluate both on one benchmark first.",
+            margin=margin,
+        )
+    comparisons = []
+    for metric in GATE_METRICS:
+        candidate, reference = mine.metrics.get(metric), theirs.metrics.get(metric)
+        ok = candidate is None or reference is None or candidate >= reference - margin
+        comparisons.append(GateComparison(metric, candidate, reference, ok))
+    worse = [c for c in comparisons if not c.ok]
+    label = mine.benchmark_label or mine.benchmark
+    if worse:
+        details = ", ".join(
+            f"{c.metric} {c.candidate:.3f} vs {c.production:.3f} ({c.delta:+.3f})" for c in worse
+        )
+        reason = (
+            f"Refused: {model_version} is worse than the production model {current} on "
+            f"{label} beyond the {margin:g} margin: {details}."
+        )
+    else:
+        reason = (
+            f"{model_version} is within {margin:g} of the production model {current} (or "
+            f"better) on {label}."
+        )
+    return Gate(not worse, reason, mine.benchmark, margin, tuple(comparisons))
+
+
+@dataclass(frozen=True)
+class CanaryRecord:
+    compared: int  # human decisions on captures the canary acted on, with a model verdict
+    overrides: int
+
+    @property
+    def override_percent(self) -> float | None:
+        return round(100 * self.overrides / self.compared, 1) if self.compared else None
+
+
+def canary_record(*, deployment: Deployment) -> CanaryRecord:
+    """How often inspectors went against the canary's verdicts since it was deployed."""
+    from inspection.models import Decision
+
+    rows = Decision.objects.filter(
+        capture__line_id=deployment.line_id,
+        acting_prediction__role="canary",
+        acting_prediction__model_version_id=deployment.model_version_id,
+        decided_by="human",
+        overrode_model__isnull=False,
+        decided_at__gte=deployment.deployed_at,
+    ).values_list("overrode_model", flat=True)
+    overrides = list(rows)
+    return CanaryRecord(compared=len(overrides), overrides=sum(1 for o in overrides if o))
+
+
+@dataclass(frozen=True)
+class AgreementBucket:
+    start: Any  # datetime of the bucket's first hour
+    shadow_predictions: int
+    compared_with_production: int
+    agree_with_production: int
+    compared_with_humans: int
+    agree_with_humans: int
+
+    @staticmethod
+    def _percent(part: int, whole: int) -> float | None:
+        return round(100 * part / whole, 1) if whole else None
+
+    @property
+    def production_percent(self) -> float | None:
+        return self._percent(self.agree_with_production, self.compared_with_production)
+
+    @property
+    def human_percent(self) -> float | None:
+        return self._percent(self.agree_with_humans, self.compared_with_humans)
+
+
+def shadow_agreement(
+    *, line: Any, model_version: Any, bucket_hours: int = 1, last: int = 5000
+) -> list[AgreementBucket]:
+    """The shadow model's verdicts next to the acting model's and the inspectors', per time
+    bucket (newest first), over its last `last` shadow predictions on the line."""
+    from inspection.models import Prediction
+
+    shadow = list(
+        Prediction.objects.filter(capture__line=line, role="shadow", model_version=model_version)
+        .order_by("-capture__received_at")
+        .values_list("capture_id", "verdict", "capture__received_at")[:last]
+    )
+    capture_ids = [row[0] for row in shadow]
+    acting = dict(
+        Prediction.objects.filter(capture_id__in=capture_ids, role__in=("production", "canary"))
+        .exclude(role="shadow")
+        .values_list("capture_id", "verdict")
+    )
+    from inspection.models import Decision
+
+    human = dict(
+        Decision.objects.filter(capture_id__in=capture_ids, decided_by="human").values_list(
+            "capture_id", "verdict"
+        )
+    )
+    buckets: dict[Any, list[int]] = {}
+    for capture_id, verdict, received_at in shadow:
+        start = received_at.replace(minute=0, second=0, microsecond=0)
+        start = start.replace(hour=start.hour - start.hour % bucket_hours)
+        counts = buckets.setdefault(start, [0, 0, 0, 0, 0])
+        counts[0] += 1
+        if capture_id in acting:
+            counts[1] += 1
+            counts[2] += acting[capture_id] == verdict
+        if capture_id in human and verdict in ("pass", "fail"):
+            counts[3] += 1
+            counts[4] += human[capture_id] == verdict
+    return [AgreementBucket(start, *counts) for start, counts in sorted(buckets.items())[::-1]]

@@ -1,0 +1,309 @@
+"""Training runs: started by a supervisor (or the auto-retrain schedule), executed in a Celery
+worker on the `training` queue, cancelled through a flag the training loop reads, ending in a
+candidate ModelVersion that is then evaluated next to the line's production model."""
+
+import dataclasses
+import logging
+import traceback
+import uuid
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from config.errors import ApplicationError
+from models_registry import benchmarks
+from models_registry.models import (
+    DataSource,
+    Deployment,
+    JobStatus,
+    LineTrainingPolicy,
+    TrainingRun,
+)
+from models_registry.services import evaluation as evaluation_services
+from models_registry.services.jobs import JobReporter, job_claim, job_finish, worker_identity
+from models_registry.services.registry import model_version_register
+
+logger = logging.getLogger(__name__)
+
+# Presets the page offers; the API also takes any TrainConfig field in `config`.
+TRAINING_PRESETS = {
+    "smoke": {"max_steps": 2, "steps_per_epoch": 2, "batch_size": 4, "crop": 64, "minutes": 1},
+    "quick": {"minutes": 1.5},
+    "standard": {"minutes": 4},
+}
+_CONFIG_FIELDS = {
+    "minutes",
+    "max_epochs",
+    "steps_per_epoch",
+    "batch_size",
+    "crop",
+    "learning_rate",
+    "patience",
+    "seed",
+    "max_steps",
+    "threads",
+    "positive_cell_weight",
+    "hard_negative_share",
+    "mine_images",
+}
+
+
+def _clean_config(config: dict | None, preset: str = "") -> dict:
+    if preset and preset not in TRAINING_PRESETS:
+        raise ApplicationError(
+            f"Unknown preset {preset!r}; use one of {', '.join(TRAINING_PRESETS)}.",
+            code="invalid_preset",
+        )
+    merged = {**TRAINING_PRESETS.get(preset, {}), **(config or {})}
+    unknown = set(merged) - _CONFIG_FIELDS - {"image_size"}
+    if unknown:
+        raise ApplicationError(
+            f"Unknown training settings: {', '.join(sorted(unknown))}.", code="invalid_config"
+        )
+    return merged
+
+
+@transaction.atomic
+def training_run_start(
+    *,
+    user: Any,
+    data_source: str,
+    dataset_version: Any = None,
+    synthetic_count: int = 0,
+    synthetic_seed: int = 0,
+    line: Any = None,
+    benchmark: str = "",
+    config: dict | None = None,
+    preset: str = "",
+    name: str = "scratchnet",
+    automatic: bool = False,
+) -> TrainingRun:
+    """Queue a training run. "All reviewed labels now" freezes a new dataset version first, so
+    the run (and the model) name exactly the data they saw."""
+    if data_source not in DataSource.values:
+        raise ApplicationError(
+            f"data_source must be one of {', '.join(DataSource.values)}.", code="invalid_source"
+        )
+    if benchmark:
+        benchmark = benchmarks.parse(benchmark).key
+    extra: dict[str, Any] = {}
+    if data_source == DataSource.REVIEWED_NOW:
+        from labeling import services as labeling_services
+
+        dataset_version = labeling_services.dataset_version_create(
+            name=f"reviewed {timezone.now():%Y-%m-%d %H:%M}", created_by=user
+        )
+    if data_source in (DataSource.DATASET, DataSource.REVIEWED_NOW):
+        if dataset_version is None:
+            raise ApplicationError("Choose a dataset version to train on.", code="no_dataset")
+        extra["dataset_version"] = dataset_version
+    elif not 8 <= synthetic_count <= 20000:
+        raise ApplicationError("synthetic_count must be between 8 and 20000.", code="invalid_count")
+    parent = None
+    if line is not None:
+        production = Deployment.objects.filter(line=line, role="production").first()
+        parent = production.model_version if production else None
+    run = TrainingRun.objects.create(
+        name=name or "scratchnet",
+        data_source=data_source,
+        synthetic_count=synthetic_count if data_source == DataSource.SYNTHETIC else 0,
+        synthetic_seed=synthetic_seed,
+        config=_clean_config(config, preset),
+        line=line,
+        parent=parent,
+        benchmark=benchmark,
+        automatic=automatic,
+        created_by=user if getattr(user, "pk", None) else None,
+        celery_task_id=str(uuid.uuid4()),
+        **{k: v for k, v in extra.items() if hasattr(TrainingRun, f"{k}_id")},
+    )
+    from models_registry.tasks import training_run_execute
+
+    task_id = run.celery_task_id
+    transaction.on_commit(lambda: training_run_execute.apply_async(args=[run.pk], task_id=task_id))
+    return run
+
+
+@transaction.atomic
+def training_run_cancel(*, run: TrainingRun, user: Any) -> TrainingRun:
+    """Stop a run: a queued one at once; a running one within a second or so (the training loop
+    reads the flag between steps and the worker marks it cancelled)."""
+    run = TrainingRun.objects.select_for_update().get(pk=run.pk)
+    if run.finished:
+        raise ApplicationError(
+            f"Training run {run.pk} already {run.status}.", code="finished", status=409
+        )
+    run.cancel_requested = True
+    fields = ["cancel_requested"]
+    if run.status == JobStatus.QUEUED:
+        run.status = JobStatus.CANCELLED
+        run.finished_at = timezone.now()
+        fields += ["status", "finished_at"]
+    run.log = (run.log + "\n" if run.log else "") + (
+        f"{timezone.now():%H:%M:%S} cancel requested by {getattr(user, 'username', 'system')}"
+    )
+    run.save(update_fields=[*fields, "log"])
+    return run
+
+
+def _training_items(run: TrainingRun) -> tuple[list, list | None, str]:
+    """(training items, validation items or None to split them, what the data was in words)."""
+    if run.data_source == DataSource.SYNTHETIC:
+        from vision.synth import synth_items
+
+        width, height = run.config.get("image_size", (256, 144))
+        items = synth_items(run.synthetic_count, seed=run.synthetic_seed, size=(width, height))
+        return items, None, f"synthetic:{run.synthetic_count}:{run.synthetic_seed}"
+    version = run.dataset_version
+    train_items = benchmarks.dataset_items(dataset_version=version, split="train")
+    val_items = benchmarks.dataset_items(dataset_version=version, split="validation")
+    label = f"dataset {getattr(version, 'name', version.pk)} (train split)"
+    return train_items, (val_items or None), label
+
+
+def _train_config(run: TrainingRun) -> Any:
+    from vision.train import TrainConfig
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {k: v for k, v in run.config.items() if k in fields}
+    values.setdefault("threads", settings.TRAINING_THREADS or None)
+    return TrainConfig(**values)
+
+
+def training_run_execute(*, run_id: int, hostname: str = "") -> TrainingRun | None:
+    """Run a queued training run in this worker. Idempotent: anything but a queued run is left
+    as it is (a redelivered message after a worker died finds it failed or finished)."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from vision.train import TrainingCancelled, train
+
+    run = job_claim(TrainingRun, run_id, worker_id=worker_identity(hostname))
+    if run is None:
+        return None
+    reporter = JobReporter(run)
+    reporter.log(f"started on {run.worker_id}")
+    history: list[dict] = []
+
+    def progress(event: dict) -> None:
+        kind = event.get("event")
+        if kind == "loading":
+            reporter.log(f"loading {event['items']} images")
+            reporter.update(force=True)
+        elif kind == "step":
+            reporter.update(
+                progress=min(float(event["fraction"]), 0.99),
+                epoch=event["epoch"],
+                step=event["step"],
+                total_steps=event["total_steps"],
+                last_loss=float(event["loss"]),
+            )
+        elif kind == "epoch":
+            entry = {
+                k: (round(v, 5) if isinstance(v, float) else v)
+                for k, v in event.items()
+                if k != "event"
+            }
+            history.append(entry)
+            reporter.log(
+                f"epoch {event['epoch']}: train loss {event['train_loss']:.4f}, "
+                + ", ".join(
+                    f"{k} {v:.4f}"
+                    for k, v in event.items()
+                    if k.startswith("val_") and v is not None
+                )
+            )
+            reporter.update(force=True, history=list(history), epoch=event["epoch"])
+
+    try:
+        items, val_items, described = _training_items(run)
+        config = _train_config(run)
+        result = train(
+            items,
+            config=config,
+            progress=progress,
+            should_stop=reporter.should_stop,
+            val_items=val_items,
+        )
+        folder = Path(settings.MODELS_ROOT) / "training"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"run-{run.pk}.pt"
+        result.save(path)
+        version = model_version_register(
+            path=path,
+            name=run.name,
+            user=run.created_by,
+            parent=run.parent,
+            dataset_version=getattr(run, "dataset_version", None),
+            training_data=described,
+            notes=f"Training run {run.pk} ({result.stopped_because}).",
+        )
+        path.unlink(missing_ok=True)  # registered: the registry keeps its own copy by hash
+        reporter.log(f"registered {version} ({version.sha256[:12]}); {result.stopped_because}")
+        reporter.close()
+        finished = job_finish(
+            run,
+            JobStatus.SUCCEEDED,
+            log=reporter.log_text,
+            model_version=version,
+            history=history,
+        )
+        if finished and run.benchmark:
+            evaluation_services.evaluation_request_with_production(
+                model_version=version,
+                benchmark=run.benchmark,
+                line=run.line,
+                user=run.created_by,
+            )
+    except TrainingCancelled as exc:
+        reporter.log(f"cancelled: {exc}")
+        reporter.close()
+        job_finish(run, JobStatus.CANCELLED, log=reporter.log_text)
+    except SoftTimeLimitExceeded:
+        reporter.log("stopped: the task's time limit was reached")
+        reporter.close()
+        job_finish(run, JobStatus.FAILED, error="time limit reached", log=reporter.log_text)
+    except Exception as exc:
+        reporter.log(traceback.format_exc())
+        reporter.close()
+        job_finish(
+            run, JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}", log=reporter.log_text
+        )
+    finally:
+        reporter.close()
+    run.refresh_from_db()
+    return run
+
+
+def auto_retrain_check(*, now: Any = None) -> list[TrainingRun]:
+    """Start a run on every line whose policy asks for one and has enough new reviewed labels
+    since the last automatic start (never two runs of a line at once)."""
+    from labeling import selectors as labeling_selectors
+
+    now = now or timezone.now()
+    started = []
+    for policy in LineTrainingPolicy.objects.filter(auto_retrain=True).select_related("line"):
+        busy = TrainingRun.objects.filter(
+            line=policy.line, status__in=(JobStatus.QUEUED, JobStatus.RUNNING)
+        ).exists()
+        if busy:
+            continue
+        new = labeling_selectors.reviewed_annotations_since(
+            line=policy.line, since=policy.last_triggered_at
+        )
+        if new < policy.min_new_labels:
+            continue
+        run = training_run_start(
+            user=None,
+            data_source=DataSource.REVIEWED_NOW,
+            line=policy.line,
+            benchmark=policy.benchmark,
+            config=policy.config,
+            automatic=True,
+        )
+        LineTrainingPolicy.objects.filter(pk=policy.pk).update(last_triggered_at=now)
+        logger.info("auto-retrain on %s: %s new reviewed labels, run %s", policy.line, new, run.pk)
+        started.append(run)
+    return started
