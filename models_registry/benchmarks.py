@@ -75,11 +75,9 @@ def synthetic_key(*, count: int, seed: int, width: int, height: int) -> str:
 
 
 def _dataset_version(pk: int | None, *, missing_ok: bool = False) -> Any:
-    try:
-        from labeling.models import DatasetVersion
-    except ImportError:  # the labeling app without dataset versions
-        DatasetVersion = None  # noqa: N806
-    version = DatasetVersion.objects.filter(pk=pk).first() if DatasetVersion and pk else None
+    from labeling.models import DatasetVersion
+
+    version = DatasetVersion.objects.filter(pk=pk).first() if pk else None
     if version is None and not missing_ok:
         raise ApplicationError(f"No dataset version {pk}.", code="not_found", status=404)
     return version
@@ -104,13 +102,11 @@ def items(key: str) -> list:
 
 def choices() -> list[tuple[str, str]]:
     """Benchmarks a supervisor can pick: each dataset version's test split, then the demo's."""
-    options = []
-    try:
-        from labeling.models import DatasetVersion
+    from labeling.models import DatasetVersion
 
-        for version in DatasetVersion.objects.order_by("-created_at")[:20]:
-            options.append((f"dataset:{version.pk}:test", f"{version.name} (test split)"))
-    except (ImportError, AttributeError):
-        pass
+    options = [
+        (f"dataset:{version.pk}:test", f"{version.name} (test split)")
+        for version in DatasetVersion.objects.order_by("-created_at")[:20]
+    ]
     options.append((DEFAULT_SYNTHETIC, parse(DEFAULT_SYNTHETIC).label))
     return options

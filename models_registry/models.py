@@ -33,6 +33,13 @@ class ModelVersion(models.Model):
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
     )
+    dataset_version = models.ForeignKey(
+        "labeling.DatasetVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="model_versions",
+    )
     # Where the training data came from in words, e.g. "dataset v3 (train split)", "synthetic:96".
     training_data = models.CharField(max_length=200, blank=True)
     code_version = models.CharField(max_length=64, blank=True)  # git commit of the trainer
@@ -187,6 +194,13 @@ class Job(models.Model):
 class TrainingRun(Job):
     name = models.CharField(max_length=120, default="scratchnet")
     data_source = models.CharField(max_length=16, choices=DataSource.choices)
+    dataset_version = models.ForeignKey(
+        "labeling.DatasetVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="training_runs",
+    )
     synthetic_count = models.PositiveIntegerField(default=0)
     synthetic_seed = models.IntegerField(default=0)
     # vision.train.TrainConfig fields (minutes, max_steps, crop, ...); "image_size" (synthetic).

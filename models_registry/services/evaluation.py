@@ -108,7 +108,13 @@ def _item_lines(items: list) -> dict[str, str]:
         except (ValueError, TypeError, AttributeError):
             continue
     rows = Capture.objects.filter(pk__in=ids).values_list("pk", "line__code")
-    return {str(pk): code for pk, code in rows}
+    lines = {str(pk): code for pk, code in rows}
+    from labeling.models import DatasetItem
+
+    groups = {item.group for item in items if item.group and item.group not in lines}
+    labelled = DatasetItem.objects.filter(group__in=groups).exclude(line_code="")
+    lines.update(dict(labelled.values_list("group", "line_code")))
+    return lines
 
 
 def _slice_rows(entries: list[dict], fail_threshold: float) -> list[dict]:

@@ -99,7 +99,6 @@ def model_version_register(
         .values_list("version", flat=True)
         .first()
     )
-    extra = {"dataset_version": dataset_version} if dataset_version is not None else {}
     return ModelVersion.objects.create(
         name=name,
         version=(latest or 0) + 1,
@@ -112,7 +111,7 @@ def model_version_register(
         code_version=git_commit() if code_version is None else code_version,
         notes=notes,
         created_by=user if getattr(user, "pk", None) else None,
-        **extra,
+        dataset_version=dataset_version,
     )
 
 

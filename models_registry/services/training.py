@@ -118,7 +118,7 @@ def training_run_start(
         automatic=automatic,
         created_by=user if getattr(user, "pk", None) else None,
         celery_task_id=str(uuid.uuid4()),
-        **{k: v for k, v in extra.items() if hasattr(TrainingRun, f"{k}_id")},
+        **extra,
     )
     from models_registry.tasks import training_run_execute
 
@@ -236,7 +236,7 @@ def training_run_execute(*, run_id: int, hostname: str = "") -> TrainingRun | No
             name=run.name,
             user=run.created_by,
             parent=run.parent,
-            dataset_version=getattr(run, "dataset_version", None),
+            dataset_version=run.dataset_version,
             training_data=described,
             notes=f"Training run {run.pk} ({result.stopped_because}).",
         )

@@ -204,3 +204,30 @@ def test_batch_prediction_rescores_a_date_range(line, settings, django_capture_o
     assert (batch.total, batch.done, batch.progress) == (3, 3, 1.0)
     assert batch.summary["scored"] == 3
     assert set(batch.results.values_list("capture_id", flat=True)) == {c.pk for c in inside}
+
+
+def test_a_run_on_a_dataset_version_records_its_lineage(
+    line, tmp_path, django_capture_on_commit_callbacks
+):
+    from labeling.services import dataset_version_from_manifest
+    from vision.synth import write_dataset
+
+    manifest = write_dataset(tmp_path / "phones", 40, seed=11, size=(128, 72))
+    dataset = dataset_version_from_manifest(
+        name="phones-v1", manifest_path=manifest, created_by=None, split_fractions=(0.5, 0.25, 0.25)
+    )
+    benchmark = f"dataset:{dataset.pk}:test"
+    with django_capture_on_commit_callbacks(execute=True):
+        run = services.training_run_start(
+            user=None, data_source="dataset", dataset_version=dataset, preset="smoke",
+            line=line, benchmark=benchmark,
+        )  # fmt: skip
+    run.refresh_from_db()
+    assert run.status == JobStatus.SUCCEEDED, run.log
+    version = run.model_version
+    assert version.dataset_version == dataset
+    assert version.training_data == "dataset phones-v1 (train split)"
+    evaluation = Evaluation.objects.get(model_version=version, benchmark=benchmark)
+    assert evaluation.status == JobStatus.SUCCEEDED, evaluation.log
+    assert evaluation.metrics["n_images"] == dataset.counts["split"]["test"]
+    assert evaluation.benchmark_label == "dataset version phones-v1 (test split)"
