@@ -444,6 +444,9 @@ def verdict_record(
         task_create_from_inspection(capture=capture, reason="override")
     elif decision.reason == policy.Reason.UNCERTAIN:
         task_create_from_inspection(capture=capture, reason="uncertain")
+    from labeling.services import task_create_if_shadow_disagrees
+
+    task_create_if_shadow_disagrees(capture=capture)
     events.decision_made_on_commit(decision=decision, capture=capture)
     return decision
 
@@ -597,6 +600,11 @@ def prediction_record_offline(*, capture_id: Any, role: str) -> Prediction | Non
                 "latency_ms": round(ms, 3),
             },
         )
+        if role == "shadow":
+            # The shadow may read the phone after the human decided: a disagreement is a lesson.
+            from labeling.services import task_create_if_shadow_disagrees
+
+            task_create_if_shadow_disagrees(capture=capture)
     return row
 
 

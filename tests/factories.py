@@ -15,6 +15,7 @@ from inspection.models import (
     Capture,
     Decision,
     DecisionStatus,
+    Prediction,
     ProductionLine,
     Station,
 )
@@ -124,3 +125,18 @@ class DecisionFactory(factory.django.DjangoModelFactory):
     status = DecisionStatus.PENDING
     reason = "uncertain"
     model_verdict = "uncertain"
+
+
+class PredictionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Prediction
+
+    capture = factory.SubFactory(CaptureFactory)
+    model_version = factory.SubFactory(ModelVersionFactory)
+    role = "production"
+    score = 0.5
+    verdict = factory.LazyAttribute(
+        lambda o: "fail" if o.score >= 0.7 else "pass" if o.score < 0.3 else "uncertain"
+    )
+    regions = factory.LazyFunction(list)
+    latency_ms = 1.0
