@@ -12,7 +12,9 @@ from labeling.services.annotations import (
     task_next,
 )
 from labeling.services.datasets import (
+    dataset_version_coco,
     dataset_version_create,
+    dataset_version_from_coco,
     dataset_version_from_items,
     dataset_version_from_manifest,
 )
@@ -28,7 +30,9 @@ __all__ = [
     "task_create_if_shadow_disagrees",
     "task_import",
     "task_next",
+    "dataset_version_coco",
     "dataset_version_create",
+    "dataset_version_from_coco",
     "dataset_version_from_items",
     "dataset_version_from_manifest",
     "task_create_from_inspection",

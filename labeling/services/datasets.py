@@ -235,7 +235,11 @@ def dataset_version_create(
         image = task.image or (task.capture.image if task.capture_id else "")
         if not image:
             continue
-        regions = list(annotation.regions) if annotation.label == "defect" else []
+        regions = (
+            region_tools.regions_normalize(annotation.regions, width=task.width, height=task.height)
+            if annotation.label == "defect"
+            else []
+        )
         key = task.capture.image_sha256 if task.capture_id else image
         latest[key] = FrozenItem(
             image=image,
@@ -425,3 +429,78 @@ def dataset_version_from_items(
         description=description,
         import_errors=import_errors,
     )
+
+
+def dataset_version_coco(*, dataset_version: DatasetVersion) -> dict[str, Any]:
+    """The version as COCO JSON; file names are the stored images' paths under MEDIA_ROOT."""
+    from labeling.coco import coco_document
+    from vision.images import image_size
+
+    images = []
+    for row in dataset_version.items.order_by("id"):
+        width, height = image_size(media_path(row.image))
+        images.append(
+            {
+                "file_name": row.image,
+                "width": width,
+                "height": height,
+                "label": row.label,
+                "defect_type": row.defect_type,
+                "split": row.split,
+                "group": row.group,
+                "source_name": row.source_name,
+                "mask_file": row.mask,
+                "regions": row.regions,
+            }
+        )
+    return coco_document(images, description=f"{dataset_version.name} ({dataset_version.pk})")
+
+
+def dataset_version_from_coco(
+    *,
+    name: str,
+    coco_path: str | Path,
+    images_root: str | Path | None = None,
+    created_by: Any,
+    split_fractions: Sequence[float] = DEFAULT_SPLIT_FRACTIONS,
+    seed: int = 0,
+) -> DatasetVersion:
+    """Import a COCO JSON (boxes, polygons; `label` per image optional) with its images
+    (file names relative to images_root, by default the JSON's folder)."""
+    from labeling.coco import coco_read
+
+    path = Path(coco_path)
+    root = Path(images_root) if images_root else path.parent
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ApplicationError(f"Cannot read {path.name}: {exc}", code="bad_coco") from exc
+    entries, errors = coco_read(document)
+    items, missing = [], []
+    for file_name, entry in entries.items():
+        image_path = root / file_name
+        if not image_path.is_file():
+            missing.append(f"{file_name}: image not found")
+            continue
+        group = next(
+            (i.get("group") for i in document["images"] if i.get("file_name") == file_name), ""
+        )
+        items.append(Item(label=entry["label"], path=image_path, group=group or ""))
+    stored, file_errors = items_store(items, root=root)
+    regions_by_file = {file.source_name: entries[_entry_name(file, entries)] for file in stored}
+    return dataset_version_from_items(
+        name=name,
+        created_by=created_by,
+        files=stored,
+        regions_by_file={k: v["regions"] for k, v in regions_by_file.items()},
+        split_fractions=split_fractions,
+        seed=seed,
+        description=f"Imported from COCO {path.name}",
+        import_errors=errors + missing + file_errors,
+    )
+
+
+def _entry_name(file: ImportedFile, entries: dict[str, Any]) -> str:
+    if file.source_name in entries:
+        return file.source_name
+    return next(name for name in entries if Path(name).name == Path(file.source_name).name)

@@ -155,3 +155,53 @@ def test_manifest_without_columns_imports_nothing(tmp_path):
         dataset_version_from_manifest(name="x", manifest_path=tmp_path / "m.csv", created_by=None)
     assert error.value.code == "bad_manifest"
     assert not DatasetVersion.objects.exists()
+
+
+def test_coco_export_and_import_give_back_the_same_regions(tmp_path, media_root):
+    import json
+
+    from labeling.services import dataset_version_coco, dataset_version_from_coco
+
+    box = {"shape": "box", "box": [1.0, 2.0, 10.5, 12.0], "defect_type": "scratch"}
+    accept(decided_task(seed=1), label="defect", regions=[POLYGON, box])
+    accept(decided_task(seed=2), label="ok")
+    original = dataset_version_create(name="orig", created_by=None)
+    document = dataset_version_coco(dataset_version=original)
+    assert {c["name"] for c in document["categories"]} >= {"scratch", "crack"}
+    assert len(document["annotations"]) == 2
+    (tmp_path / "coco.json").write_text(json.dumps(document))
+    copy = dataset_version_from_coco(
+        name="copy", coco_path=tmp_path / "coco.json", images_root=media_root, created_by=None
+    )
+    assert copy.import_errors == []
+
+    def contents(version):
+        return sorted(
+            (i.image_sha256, i.label, i.split, json.dumps(i.regions, sort_keys=True))
+            for i in version.items.all()
+        )
+
+    assert contents(copy) == contents(original)
+    assert copy.content_hash == original.content_hash
+
+
+def test_coco_import_reports_bad_entries_and_keeps_good_ones(tmp_path):
+    from labeling.services import dataset_version_from_coco
+
+    (tmp_path / "good.png").write_bytes(image_bytes(40, 30, fmt="PNG"))
+    document = {
+        "images": [
+            {"id": 1, "file_name": "good.png", "width": 40, "height": 30},
+            {"id": 2, "file_name": "gone.png"},
+            {"id": 3, "file_name": "bad-region.png"},
+        ],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5]},
+            {"id": 2, "image_id": 3, "category_id": 1, "bbox": [1, 1, 0, 0]},
+        ],
+        "categories": [{"id": 1, "name": "scratch"}],
+    }
+    (tmp_path / "c.json").write_text(__import__("json").dumps(document))
+    version = dataset_version_from_coco(name="c", coco_path=tmp_path / "c.json", created_by=None)
+    assert version.counts["total"] == 1 and version.counts["label"] == {"defect": 1}
+    assert len(version.import_errors) == 2
