@@ -237,3 +237,80 @@ def shadow_agreement(
             counts[3] += 1
             counts[4] += human[capture_id] == verdict
     return [AgreementBucket(start, *counts) for start, counts in sorted(buckets.items())[::-1]]
+
+
+@dataclass(frozen=True)
+class LineRollout:
+    """One line as the version page shows it: what serves there, and what this version may do."""
+
+    line: Any
+    deployments: dict[str, Deployment]
+    role: str | None  # this version's role on the line, if any
+    gate: Gate
+    rollback_target: Any
+    canary: CanaryRecord | None
+    shadow_agreement: list[AgreementBucket]
+
+
+def line_rollouts(*, model_version: Any) -> list[LineRollout]:
+    from inspection.models import ProductionLine
+    from models_registry.models import RolloutAction, RolloutEvent
+
+    rows = []
+    for line in ProductionLine.objects.prefetch_related("deployments__model_version"):
+        deployments = {d.role: d for d in line.deployments.all()}
+        role = next(
+            (r for r, d in deployments.items() if d.model_version_id == model_version.pk), None
+        )
+        production = deployments.get("production")
+        previous = None
+        if production is not None:
+            promotion = RolloutEvent.objects.filter(
+                line=line,
+                action=RolloutAction.PROMOTE,
+                model_version_id=production.model_version_id,
+            ).first()
+            previous = promotion.previous_model_version if promotion else None
+        canary = deployments.get("canary")
+        rows.append(
+            LineRollout(
+                line=line,
+                deployments=deployments,
+                role=role,
+                gate=promotion_gate(model_version=model_version, line=line),
+                rollback_target=previous,
+                canary=canary_record(deployment=canary) if canary else None,
+                shadow_agreement=(
+                    shadow_agreement(line=line, model_version=model_version)[:24]
+                    if role == "shadow" or model_version.status == "shadow"
+                    else []
+                ),
+            )
+        )
+    return rows
+
+
+def comparison_rows(mine: Any, theirs: Any) -> list[dict[str, Any]]:
+    """Side-by-side metric rows of two evaluations on one benchmark."""
+    names = [
+        ("auroc", "AUROC"),
+        ("average_precision", "Average precision"),
+        ("precision", "Precision (at fail threshold)"),
+        ("recall", "Recall (at fail threshold)"),
+        ("f1", "F1 (at fail threshold)"),
+        ("flagged_recall", "Defects flagged (at pass threshold)"),
+        ("automated_share", "Automated share"),
+        ("pixel_iou", "Pixel IoU"),
+        ("region_recall", "Region recall"),
+        ("pass_threshold", "Pass threshold"),
+        ("fail_threshold", "Fail threshold"),
+    ]
+    rows = []
+    for key, label in names:
+        a = mine.metrics.get(key) if mine else None
+        b = theirs.metrics.get(key) if theirs else None
+        if a is None and b is None:
+            continue
+        delta = a - b if isinstance(a, int | float) and isinstance(b, int | float) else None
+        rows.append({"key": key, "label": label, "candidate": a, "production": b, "delta": delta})
+    return rows

@@ -86,6 +86,7 @@ class ModelVersionFactory(factory.django.DjangoModelFactory):
         model = ModelVersion
 
     name = factory.Sequence(lambda n: f"model-{n}")
+    version = factory.Sequence(lambda n: n + 1)  # unique per name, whatever the name
     sha256 = factory.LazyFunction(lambda: uuid.uuid4().hex * 2)
     artifact = factory.LazyAttribute(lambda o: f"models/{o.sha256}.pt")
     metadata = factory.LazyFunction(dict)
