@@ -62,3 +62,72 @@ def dataset_item_files(*, dataset_version: Any) -> list[tuple[DatasetItem, Path]
     version_id = getattr(dataset_version, "pk", dataset_version)
     rows = DatasetItem.objects.filter(dataset_version_id=version_id).order_by("id")
     return [(row, media_path(row.image)) for row in rows]
+
+
+def review_queue(*, reviewer: Any = None):
+    """Submitted annotations of tasks in review, conflicts (two labelers disagreeing) first;
+    without the reviewer's own work."""
+    from django.db.models import BooleanField, Case, Value, When
+
+    from labeling.models import Annotation, AnnotationStatus
+
+    annotations = Annotation.objects.filter(
+        status=AnnotationStatus.SUBMITTED, task__status=LabelTaskStatus.REVIEW
+    ).select_related("task__line", "labeler", "reviewed_by")
+    if reviewer is not None:
+        annotations = annotations.exclude(labeler=reviewer)
+    return annotations.annotate(
+        conflict=Case(
+            When(task__agreement__isnull=False, then=Value(True)),
+            default=Value(False),
+            output_field=BooleanField(),
+        )
+    ).order_by("-conflict", "-task__priority", "submitted_at", "id")
+
+
+def labeler_stats() -> list[dict[str, Any]]:
+    """Per labeler: submitted, accepted, sent back (rework), median seconds per task, tasks
+    per hour of work, and agreement with a second labeler where a task had two."""
+    from statistics import median
+
+    from labeling.models import Annotation, AnnotationStatus
+
+    rows: dict[str, dict[str, Any]] = {}
+    annotations = Annotation.objects.exclude(submitted_at__isnull=True).select_related(
+        "labeler", "task"
+    )
+    for annotation in annotations:
+        row = rows.setdefault(
+            annotation.labeler.username,
+            {"seconds": [], "submitted": 0, "accepted": 0, "sent_back": 0, "agree": [], "iou": []},
+        )
+        row["submitted"] += 1
+        row["accepted"] += annotation.status == AnnotationStatus.ACCEPTED
+        row["sent_back"] += annotation.rework_count
+        row["seconds"].append((annotation.submitted_at - annotation.started_at).total_seconds())
+        agreement = annotation.task.agreement
+        if agreement and annotation.labeler_id in agreement.get("labelers", []):
+            row["agree"].append(bool(agreement.get("agreed")))
+            row["iou"].append(float(agreement.get("region_iou", 0)))
+    result = []
+    for name, row in sorted(rows.items()):
+        seconds = row["seconds"]
+        total = sum(seconds)
+        result.append(
+            {
+                "labeler": name,
+                "submitted": row["submitted"],
+                "accepted": row["accepted"],
+                "sent_back": row["sent_back"],
+                "rework_rate": round(row["sent_back"] / row["submitted"], 3),
+                "median_seconds": round(median(seconds), 1) if seconds else None,
+                "per_hour": round(3600 * len(seconds) / total, 1) if total > 0 else None,
+                "agreement_rate": round(sum(row["agree"]) / len(row["agree"]), 3)
+                if row["agree"]
+                else None,
+                "mean_region_iou": round(sum(row["iou"]) / len(row["iou"]), 3)
+                if row["iou"]
+                else None,
+            }
+        )
+    return result

@@ -1,0 +1,362 @@
+"""The labeling API (v1): tasks, annotations (autosave, submit), review, labeler statistics,
+dataset versions (create, export as COCO). Parse, call one service or selector, serialize."""
+
+import mimetypes
+
+from django.http import FileResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from config.errors import ApplicationError
+from inspection.roles import Role, user_has_role
+from labeling import queue, selectors, services
+from labeling.models import Annotation, DatasetVersion, LabelTask, LabelTaskSource
+from labeling.storage import media_path
+
+
+class IsLabeler(BasePermission):
+    message = "This needs a labeler, supervisor or admin account."
+
+    def has_permission(self, request, view) -> bool:
+        return user_has_role(request.user, Role.LABELER, Role.SUPERVISOR, Role.ADMIN)
+
+
+class IsReviewer(BasePermission):
+    message = "Reviewing needs a supervisor or admin account."
+
+    def has_permission(self, request, view) -> bool:
+        return user_has_role(request.user, Role.SUPERVISOR, Role.ADMIN)
+
+
+class TaskSerializer(serializers.ModelSerializer):
+    line = serializers.CharField(source="line.code", default=None)
+    image_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = LabelTask
+        fields = [
+            "id",
+            "capture",
+            "line",
+            "source",
+            "source_detail",
+            "status",
+            "width",
+            "height",
+            "group",
+            "pre_verdict",
+            "pre_annotation",
+            "model_regions",
+            "model_score",
+            "priority",
+            "required_annotations",
+            "agreement",
+            "accepted_annotation",
+            "reviewed_at",
+            "created_at",
+            "image_url",
+        ]
+
+    def get_image_url(self, task) -> str:
+        return f"/api/v1/label-tasks/{task.pk}/image"
+
+
+class AnnotationSerializer(serializers.ModelSerializer):
+    task = TaskSerializer()
+    labeler = serializers.CharField(source="labeler.username")
+    reviewed_by = serializers.CharField(source="reviewed_by.username", default=None)
+
+    class Meta:
+        model = Annotation
+        fields = [
+            "id",
+            "task",
+            "labeler",
+            "status",
+            "label",
+            "regions",
+            "revision",
+            "lease_expires_at",
+            "started_at",
+            "updated_at",
+            "submitted_at",
+            "reviewed_by",
+            "reviewed_at",
+            "review_note",
+            "rework_count",
+        ]
+
+
+def _annotation_response(annotation_id, code=status.HTTP_200_OK) -> Response:
+    annotation = Annotation.objects.select_related("task__line", "labeler", "reviewed_by").get(
+        pk=annotation_id
+    )
+    return Response(AnnotationSerializer(annotation).data, status=code)
+
+
+class QueueFilterSerializer(serializers.Serializer):
+    line = serializers.CharField(required=False, allow_blank=True)
+    source = serializers.ChoiceField(
+        choices=LabelTaskSource.choices, required=False, allow_blank=True
+    )
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+
+
+class TaskListApi(APIView):
+    """Open tasks in queue order (disagreements and uncertain scores first)."""
+
+    permission_classes = [IsAuthenticated, IsLabeler]
+
+    @extend_schema(parameters=[QueueFilterSerializer], responses=TaskSerializer(many=True))
+    def get(self, request):
+        filters = QueueFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        tasks = queue.task_queue(**filters.validated_data).select_related("line")[:200]
+        return Response(TaskSerializer(tasks, many=True).data)
+
+
+class TaskNextApi(APIView):
+    """Take the next task (or get one's unfinished or sent-back work again): 204 when none."""
+
+    permission_classes = [IsAuthenticated, IsLabeler]
+
+    @extend_schema(request=QueueFilterSerializer, responses={200: AnnotationSerializer, 204: None})
+    def post(self, request):
+        filters = QueueFilterSerializer(data=request.data)
+        filters.is_valid(raise_exception=True)
+        data = {k: v for k, v in filters.validated_data.items() if v not in ("", None)}
+        annotation = services.task_next(user=request.user, **data)
+        if annotation is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return _annotation_response(annotation.pk)
+
+
+class TaskDetailApi(APIView):
+    permission_classes = [IsAuthenticated, IsLabeler]
+
+    @extend_schema(responses=TaskSerializer)
+    def get(self, request, task_id):
+        task = LabelTask.objects.select_related("line").filter(pk=task_id).first()
+        if task is None:
+            raise ApplicationError("No such task.", code="not_found", status=404)
+        return Response(TaskSerializer(task).data)
+
+
+class TaskImageApi(APIView):
+    """The task's image as stored."""
+
+    permission_classes = [IsAuthenticated, IsLabeler]
+
+    @extend_schema(responses={(200, "image/*"): bytes})
+    def get(self, request, task_id):
+        task = LabelTask.objects.filter(pk=task_id).first()
+        path = media_path(task.image) if task and task.image else None
+        if path is None or not path.is_file():
+            raise ApplicationError("The image file is missing.", code="not_found", status=404)
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        response = FileResponse(path.open("rb"), content_type=content_type)
+        response["Cache-Control"] = "private, max-age=86400, immutable"
+        return response
+
+
+class AnnotationInputSerializer(serializers.Serializer):
+    label = serializers.ChoiceField(choices=["", "ok", "defect"], required=False)
+    regions = serializers.JSONField(required=False)
+    revision = serializers.IntegerField(required=False, min_value=0)
+
+
+class AnnotationDetailApi(APIView):
+    """GET one annotation; PUT autosaves (label, regions) and renews the lease; a stale
+    `revision` answers 409 stale_revision."""
+
+    permission_classes = [IsAuthenticated, IsLabeler]
+
+    @extend_schema(responses=AnnotationSerializer)
+    def get(self, request, annotation_id):
+        if not Annotation.objects.filter(pk=annotation_id).exists():
+            raise ApplicationError("No such annotation.", code="not_found", status=404)
+        return _annotation_response(annotation_id)
+
+    @extend_schema(request=AnnotationInputSerializer, responses=AnnotationSerializer)
+    def put(self, request, annotation_id):
+        data = AnnotationInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.annotation_save(
+            annotation_id=annotation_id, user=request.user, **data.validated_data
+        )
+        return _annotation_response(annotation_id)
+
+
+class AnnotationSubmitApi(APIView):
+    permission_classes = [IsAuthenticated, IsLabeler]
+
+    @extend_schema(request=AnnotationInputSerializer, responses=AnnotationSerializer)
+    def post(self, request, annotation_id):
+        data = AnnotationInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.annotation_submit(
+            annotation_id=annotation_id, user=request.user, **data.validated_data
+        )
+        return _annotation_response(annotation_id)
+
+
+class AnnotationReleaseApi(APIView):
+    """Skip: give the task back."""
+
+    permission_classes = [IsAuthenticated, IsLabeler]
+
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request, annotation_id):
+        services.annotation_release(annotation_id=annotation_id, user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ReviewListApi(APIView):
+    """Submitted annotations waiting for review (conflicts of two labelers first)."""
+
+    permission_classes = [IsAuthenticated, IsReviewer]
+
+    @extend_schema(responses=AnnotationSerializer(many=True))
+    def get(self, request):
+        annotations = selectors.review_queue(reviewer=request.user)[:100]
+        return Response(AnnotationSerializer(annotations, many=True).data)
+
+
+class ReviewInputSerializer(serializers.Serializer):
+    note = serializers.CharField(required=False, allow_blank=True, default="")
+    label = serializers.ChoiceField(choices=["ok", "defect"], required=False)
+    regions = serializers.JSONField(required=False)
+
+
+class ReviewAcceptApi(APIView):
+    permission_classes = [IsAuthenticated, IsReviewer]
+
+    @extend_schema(request=ReviewInputSerializer, responses=AnnotationSerializer)
+    def post(self, request, annotation_id):
+        data = ReviewInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.review_accept(
+            annotation_id=annotation_id, reviewer=request.user, **data.validated_data
+        )
+        return _annotation_response(annotation_id)
+
+
+class ReviewSendBackApi(APIView):
+    permission_classes = [IsAuthenticated, IsReviewer]
+
+    @extend_schema(request=ReviewInputSerializer, responses=AnnotationSerializer)
+    def post(self, request, annotation_id):
+        data = ReviewInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.review_send_back(
+            annotation_id=annotation_id, reviewer=request.user, note=data.validated_data["note"]
+        )
+        return _annotation_response(annotation_id)
+
+
+class LabelerStatsSerializer(serializers.Serializer):
+    labeler = serializers.CharField()
+    submitted = serializers.IntegerField()
+    accepted = serializers.IntegerField()
+    sent_back = serializers.IntegerField()
+    rework_rate = serializers.FloatField()
+    median_seconds = serializers.FloatField(allow_null=True)
+    per_hour = serializers.FloatField(allow_null=True)
+    agreement_rate = serializers.FloatField(allow_null=True)
+    mean_region_iou = serializers.FloatField(allow_null=True)
+
+
+class LabelerStatsApi(APIView):
+    """Per labeler: throughput, agreement with a second labeler, rework."""
+
+    permission_classes = [IsAuthenticated, IsLabeler]
+
+    @extend_schema(responses=LabelerStatsSerializer(many=True))
+    def get(self, request):
+        return Response(LabelerStatsSerializer(selectors.labeler_stats(), many=True).data)
+
+
+class DatasetVersionSerializer(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username", default=None)
+
+    class Meta:
+        model = DatasetVersion
+        fields = [
+            "id",
+            "name",
+            "created_at",
+            "created_by",
+            "description",
+            "content_hash",
+            "split_fractions",
+            "seed",
+            "counts",
+            "import_errors",
+        ]
+
+
+class DatasetCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=120)
+    line = serializers.CharField(required=False, allow_blank=True)
+    sources = serializers.ListField(
+        child=serializers.ChoiceField(choices=LabelTaskSource.choices), required=False
+    )
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+    split_fractions = serializers.ListField(
+        child=serializers.FloatField(), min_length=3, max_length=3, required=False
+    )
+    seed = serializers.IntegerField(required=False, default=0)
+
+
+class DatasetListApi(APIView):
+    """GET the versions; POST freezes the reviewed labels matching the filters into a new one."""
+
+    permission_classes = [IsAuthenticated, IsLabeler]
+
+    @extend_schema(responses=DatasetVersionSerializer(many=True))
+    def get(self, request):
+        versions = DatasetVersion.objects.select_related("created_by")[:200]
+        return Response(DatasetVersionSerializer(versions, many=True).data)
+
+    @extend_schema(request=DatasetCreateSerializer, responses={201: DatasetVersionSerializer})
+    def post(self, request):
+        if not user_has_role(request.user, Role.SUPERVISOR, Role.ADMIN):
+            raise ApplicationError(
+                "Creating a dataset version needs a supervisor.", code="forbidden", status=403
+            )
+        data = DatasetCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = {k: v for k, v in data.validated_data.items() if v not in ("", None)}
+        version = services.dataset_version_create(created_by=request.user, **values)
+        return Response(DatasetVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+
+
+class DatasetDetailApi(APIView):
+    permission_classes = [IsAuthenticated, IsLabeler]
+
+    @extend_schema(responses=DatasetVersionSerializer)
+    def get(self, request, dataset_id):
+        version = selectors.dataset_version_get(dataset_version_id=dataset_id)
+        return Response(DatasetVersionSerializer(version).data)
+
+
+class DatasetCocoApi(APIView):
+    """The version as COCO JSON (boxes, polygons; image label, split, group, mask per image)."""
+
+    permission_classes = [IsAuthenticated, IsLabeler]
+
+    @extend_schema(
+        parameters=[OpenApiParameter("download", bool, required=False)],
+        responses={(200, "application/json"): dict},
+    )
+    def get(self, request, dataset_id):
+        version = selectors.dataset_version_get(dataset_version_id=dataset_id)
+        response = Response(services.dataset_version_coco(dataset_version=version))
+        if request.query_params.get("download"):
+            response["Content-Disposition"] = f'attachment; filename="{version.name}.coco.json"'
+        return response

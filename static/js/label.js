@@ -1,0 +1,524 @@
+// The labeler's annotation page (/label/) and the reviewer's (/label/review/): boxes and
+// polygons over the image, defect types, image label, zoom/pan, keyboard, autosave.
+// Autosave: every change is written to localStorage at once and PUT to the API shortly after
+// (with the revision the page last saw), so a reload or a dropped connection loses nothing.
+const config = JSON.parse(document.getElementById("label-config").textContent);
+const api = config.api;
+const TYPES = config.defectTypes;
+const $ = (id) => document.getElementById(id);
+const SVG = "http://www.w3.org/2000/svg";
+const review = config.mode === "review";
+
+const state = {
+  annotation: null, // from the API
+  label: "",
+  regions: [],
+  selected: -1,
+  tool: "select",
+  draft: null, // polygon points being drawn, or {box start} while dragging a box
+  showModel: true,
+  view: { scale: 1, x: 0, y: 0 },
+  dirty: false,
+  saving: false,
+  saveTimer: null,
+  reviews: [],
+  reviewIndex: 0,
+};
+
+function csrf() {
+  const match = document.cookie.match(/(?:^|; )csrftoken=([^;]+)/);
+  return match ? decodeURIComponent(match[1]) : "";
+}
+
+async function call(method, path, body) {
+  const response = await fetch(`${api}${path}`, {
+    method,
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json", "X-CSRFToken": csrf(), Accept: "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  let data = null;
+  try { data = await response.json(); } catch { data = null; }
+  return { status: response.status, ok: response.ok, data };
+}
+
+function say(text, kind = "") {
+  $("message").textContent = text;
+  $("message").dataset.kind = kind;
+}
+
+function saveState(text, stateName) {
+  $("save-state").textContent = text;
+  $("save-state").dataset.state = stateName;
+}
+
+// --- local copy (nothing lost on reload or a dropped connection) ---
+const localKey = (id) => `label-annotation-${id}`;
+function keepLocally() {
+  if (!state.annotation) return;
+  localStorage.setItem(localKey(state.annotation.id), JSON.stringify({
+    revision: state.annotation.revision, label: state.label, regions: state.regions,
+  }));
+}
+function restoreLocal(annotation) {
+  const raw = localStorage.getItem(localKey(annotation.id));
+  if (!raw) return false;
+  try {
+    const copy = JSON.parse(raw);
+    if (copy.revision !== annotation.revision) return false; // the server has newer work
+    state.label = copy.label;
+    state.regions = copy.regions;
+    return true;
+  } catch { return false; }
+}
+
+function changed() {
+  if (review) { render(); return; }
+  state.dirty = true;
+  keepLocally();
+  saveState("unsaved", "idle");
+  clearTimeout(state.saveTimer);
+  state.saveTimer = setTimeout(save, 700);
+  render();
+}
+
+async function save() {
+  if (!state.annotation || !state.dirty || state.saving || review) return true;
+  state.saving = true;
+  saveState("saving…", "idle");
+  const body = { label: state.label, regions: state.regions, revision: state.annotation.revision };
+  let result;
+  try {
+    result = await call("PUT", `/annotations/${state.annotation.id}`, body);
+  } catch {
+    result = { ok: false, status: 0 };
+  }
+  state.saving = false;
+  if (result.ok) {
+    state.annotation.revision = result.data.revision;
+    state.dirty = false;
+    keepLocally();
+    saveState(`saved (rev ${result.data.revision})`, "live");
+    return true;
+  }
+  if (result.status === 0 || result.status >= 500) {
+    saveState("offline: kept in this browser, retrying", "offline");
+    state.saveTimer = setTimeout(save, 3000);
+  } else {
+    say(result.data?.error?.message || "Not saved.", "error");
+    saveState("not saved", "offline");
+  }
+  return false;
+}
+
+// --- loading ---
+function show(annotation) {
+  state.annotation = annotation;
+  state.label = annotation.label;
+  state.regions = annotation.regions.map((r) => ({ ...r }));
+  state.selected = -1;
+  state.draft = null;
+  state.dirty = false;
+  if (!review && restoreLocal(annotation)) {
+    state.dirty = true;
+    say("Restored your unsaved changes from this browser.", "ask");
+    save();
+  } else {
+    say("");
+  }
+  const task = annotation.task;
+  $("task-info").innerHTML = "";
+  const info = document.createElement("div");
+  const score = task.model_score == null ? "no model score" : `model score ${task.model_score.toFixed(2)}`;
+  info.innerHTML = `<b>Task ${task.id}</b> · ${task.line || "import"} · <span class="level">${task.source}</span><br>` +
+    `<span class="muted">${score}; inspector said ${task.pre_verdict || "–"}; by ${annotation.labeler}</span>`;
+  if (task.agreement) {
+    info.innerHTML += `<br><span class="note">Two labelers: labels ${task.agreement.label_match ? "match" : "differ"}, IoU ${task.agreement.region_iou}</span>`;
+  }
+  $("task-info").append(info);
+  $("review-note").innerHTML = annotation.review_note && !review
+    ? `<p class="note">Sent back: ${annotation.review_note.replace(/</g, "&lt;")}</p>` : "";
+  const photo = $("photo");
+  photo.onload = () => { fit(); render(); };
+  photo.src = task.image_url;
+  $("stage").hidden = false;
+  $("viewer-empty").hidden = true;
+  for (const id of ["submit-button", "skip-button", "accept-button", "sendback-button"]) {
+    if ($(id)) $(id).disabled = false;
+  }
+  saveState(review ? "" : `rev ${annotation.revision}`, "live");
+  render();
+}
+
+function clearView(text) {
+  state.annotation = null;
+  $("stage").hidden = true;
+  $("viewer-empty").hidden = false;
+  $("viewer-empty").textContent = text;
+  $("task-info").innerHTML = "";
+  $("regions").innerHTML = "";
+  for (const id of ["submit-button", "skip-button", "accept-button", "sendback-button"]) {
+    if ($(id)) $(id).disabled = true;
+  }
+}
+
+function filters() {
+  const form = new FormData($("filters"));
+  const body = {};
+  for (const [key, value] of form.entries()) if (value) body[key] = key === "since" ? `${value}T00:00:00Z` : value;
+  return body;
+}
+
+async function next() {
+  if (state.annotation && state.dirty) await save();
+  const result = await call("POST", "/label-tasks/next", filters());
+  if (result.status === 204) { clearView("No open tasks. Well done."); return; }
+  if (!result.ok) { say(result.data?.error?.message || "Could not get a task.", "error"); return; }
+  show(result.data);
+}
+
+async function submit() {
+  if (!state.annotation) return;
+  clearTimeout(state.saveTimer);
+  const body = { label: state.label, regions: state.regions };
+  const result = await call("POST", `/annotations/${state.annotation.id}/submit`, body);
+  if (!result.ok) { say(result.data?.error?.message || "Not submitted.", "error"); return; }
+  localStorage.removeItem(localKey(state.annotation.id));
+  state.dirty = false;
+  say(`Task ${result.data.task.id} submitted.`, "pass");
+  await next();
+  if (!state.annotation) say(`Task ${result.data.task.id} submitted. No more open tasks.`, "pass");
+}
+
+async function skip() {
+  if (!state.annotation) return;
+  await save();
+  await call("POST", `/annotations/${state.annotation.id}/release`);
+  await next();
+}
+
+async function loadReviews() {
+  const result = await call("GET", "/reviews");
+  state.reviews = result.ok ? result.data : [];
+  const list = $("queue");
+  list.innerHTML = "";
+  $("queue-count").textContent = state.reviews.length;
+  state.reviews.forEach((item, index) => {
+    const li = document.createElement("li");
+    li.innerHTML = `<span class="pos">${index + 1}</span><span class="line">${item.task.line || "–"}</span>` +
+      `<span class="age">${item.label}</span><span class="why">${item.labeler} · ${item.task.source}${item.task.agreement ? " · conflict" : ""}</span>`;
+    li.addEventListener("click", () => pickReview(index));
+    list.append(li);
+  });
+  if (!state.reviews.length) { clearView("Nothing to review."); return; }
+  pickReview(Math.min(state.reviewIndex, state.reviews.length - 1));
+}
+
+function pickReview(index) {
+  state.reviewIndex = index;
+  [...$("queue").children].forEach((li, i) => li.classList.toggle("current", i === index));
+  show(state.reviews[index]);
+}
+
+async function decide(action) {
+  if (!state.annotation) return;
+  const note = $("review-text").value;
+  const body = action === "accept" ? { note, label: state.label, regions: state.regions } : { note };
+  const result = await call("POST", `/annotations/${state.annotation.id}/${action}`, body);
+  if (!result.ok) { say(result.data?.error?.message || "Refused.", "error"); return; }
+  $("review-text").value = "";
+  say(action === "accept" ? `Accepted task ${result.data.task.id}.` : `Sent task ${result.data.task.id} back.`, "pass");
+  const message = $("message").textContent;
+  await loadReviews();
+  say(message, "pass");
+}
+
+// --- geometry and view ---
+function imageSize() {
+  return { w: $("photo").naturalWidth || 1, h: $("photo").naturalHeight || 1 };
+}
+function applyView() {
+  const { scale, x, y } = state.view;
+  $("stage").style.transform = `translate(${x}px, ${y}px) scale(${scale})`;
+  $("zoom-level").textContent = `${Math.round(scale * 100)}%`;
+}
+function fit() {
+  const { w, h } = imageSize();
+  const box = $("viewport").getBoundingClientRect();
+  const scale = Math.min(box.width / w, box.height / h) * 0.95;
+  state.view = { scale, x: (box.width - w * scale) / 2, y: (box.height - h * scale) / 2 };
+  applyView();
+}
+function zoom(factor, cx, cy) {
+  const box = $("viewport").getBoundingClientRect();
+  cx = cx ?? box.width / 2;
+  cy = cy ?? box.height / 2;
+  const v = state.view;
+  const scale = Math.max(0.1, Math.min(40, v.scale * factor));
+  v.x = cx - ((cx - v.x) * scale) / v.scale;
+  v.y = cy - ((cy - v.y) * scale) / v.scale;
+  v.scale = scale;
+  applyView();
+}
+function toImage(event) {
+  const box = $("viewport").getBoundingClientRect();
+  const { w, h } = imageSize();
+  const x = (event.clientX - box.left - state.view.x) / state.view.scale;
+  const y = (event.clientY - box.top - state.view.y) / state.view.scale;
+  return [Math.round(Math.max(0, Math.min(w, x)) * 10) / 10, Math.round(Math.max(0, Math.min(h, y)) * 10) / 10];
+}
+function bounds(points) {
+  const xs = points.map((p) => p[0]);
+  const ys = points.map((p) => p[1]);
+  return [Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)];
+}
+function moveRegion(region, dx, dy) {
+  const { w, h } = imageSize();
+  const [x0, y0, x1, y1] = region.box;
+  dx = Math.max(-x0, Math.min(w - x1, dx));
+  dy = Math.max(-y0, Math.min(h - y1, dy));
+  region.box = [x0 + dx, y0 + dy, x1 + dx, y1 + dy];
+  if (region.points) region.points = region.points.map(([x, y]) => [x + dx, y + dy]);
+}
+
+// --- drawing ---
+function el(name, attrs, parent) {
+  const node = document.createElementNS(SVG, name);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
+  if (parent) parent.append(node);
+  return node;
+}
+
+function render() {
+  const svg = $("overlay");
+  const { w, h } = imageSize();
+  svg.setAttribute("width", w);
+  svg.setAttribute("height", h);
+  svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  svg.innerHTML = "";
+  if (state.showModel && state.annotation) {
+    for (const region of state.annotation.task.model_regions || []) {
+      const [x0, y0, x1, y1] = region.box;
+      el("rect", { class: "model-region", x: x0, y: y0, width: x1 - x0, height: y1 - y0 }, svg);
+    }
+  }
+  state.regions.forEach((region, index) => {
+    const g = el("g", { class: `region t-${region.defect_type}${index === state.selected ? " selected" : ""}`, "data-index": index }, svg);
+    if (region.shape === "polygon") {
+      el("polygon", { points: region.points.map((p) => p.join(",")).join(" "), "data-index": index }, g);
+    } else {
+      const [x0, y0, x1, y1] = region.box;
+      el("rect", { x: x0, y: y0, width: x1 - x0, height: y1 - y0, "data-index": index }, g);
+    }
+    const tag = el("text", { class: "tag", x: region.box[0], y: Math.max(12, region.box[1] - 3) }, g);
+    tag.textContent = `${index + 1} ${region.defect_type}`;
+    if (index === state.selected) {
+      const r = 5 / state.view.scale;
+      handles(region).forEach(([x, y], handle) => el("circle", { class: "handle", cx: x, cy: y, r, "data-index": index, "data-handle": handle }, g));
+    }
+  });
+  if (state.draft?.points) {
+    const pts = state.draft.points.map((p) => p.join(",")).join(" ");
+    el("polyline", { class: "draft", points: state.draft.cursor ? `${pts} ${state.draft.cursor.join(",")}` : pts }, svg);
+  }
+  if (state.draft?.start && state.draft.end) {
+    const [x0, y0, x1, y1] = bounds([state.draft.start, state.draft.end]);
+    el("rect", { class: "draft", x: x0, y: y0, width: x1 - x0, height: y1 - y0 }, svg);
+  }
+  renderSide();
+}
+
+function handles(region) {
+  if (region.shape === "polygon") return region.points;
+  const [x0, y0, x1, y1] = region.box;
+  return [[x0, y0], [x1, y0], [x1, y1], [x0, y1]];
+}
+
+function renderSide() {
+  document.querySelectorAll("[data-label]").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.label === state.label)));
+  document.querySelectorAll("[data-tool]").forEach((b) => b.classList.toggle("active", b.dataset.tool === state.tool));
+  document.querySelector('[data-action="model"]').classList.toggle("active", state.showModel);
+  $("viewport").classList.toggle("drawing", state.tool !== "select");
+  const list = $("regions");
+  list.innerHTML = "";
+  state.regions.forEach((region, index) => {
+    const li = document.createElement("li");
+    li.className = index === state.selected ? "selected" : "";
+    li.dataset.index = index;
+    const select = document.createElement("select");
+    select.setAttribute("aria-label", `Type of region ${index + 1}`);
+    for (const type of TYPES) select.append(new Option(type, type, false, type === region.defect_type));
+    select.addEventListener("change", () => { region.defect_type = select.value; changed(); });
+    li.append(`${index + 1}. ${region.shape}`, select);
+    li.addEventListener("click", (e) => { if (e.target !== select) { state.selected = index; render(); } });
+    list.append(li);
+  });
+}
+
+// --- pointer ---
+let drag = null;
+$("viewport").addEventListener("pointerdown", (event) => {
+  if (!state.annotation || event.button !== 0) return;
+  $("viewport").focus();
+  const point = toImage(event);
+  const target = event.target;
+  if (state.tool === "polygon") {
+    state.draft = state.draft?.points ? state.draft : { points: [] };
+    state.draft.points.push(point);
+    render();
+    return;
+  }
+  if (state.tool === "box") {
+    state.draft = { start: point, end: point };
+    drag = { kind: "box" };
+  } else if (target.dataset.handle !== undefined) {
+    state.selected = Number(target.dataset.index);
+    drag = { kind: "handle", handle: Number(target.dataset.handle), index: state.selected };
+  } else if (target.dataset.index !== undefined) {
+    state.selected = Number(target.dataset.index);
+    drag = { kind: "move", last: point, index: state.selected };
+  } else {
+    state.selected = -1;
+    drag = { kind: "pan", x: event.clientX, y: event.clientY };
+  }
+  $("viewport").setPointerCapture(event.pointerId);
+  render();
+});
+$("viewport").addEventListener("pointermove", (event) => {
+  if (state.tool === "polygon" && state.draft?.points) { state.draft.cursor = toImage(event); render(); return; }
+  if (!drag) return;
+  const point = toImage(event);
+  if (drag.kind === "pan") {
+    state.view.x += event.clientX - drag.x;
+    state.view.y += event.clientY - drag.y;
+    drag.x = event.clientX;
+    drag.y = event.clientY;
+    applyView();
+    return;
+  }
+  if (drag.kind === "box") state.draft.end = point;
+  if (drag.kind === "move") {
+    moveRegion(state.regions[drag.index], point[0] - drag.last[0], point[1] - drag.last[1]);
+    drag.last = point;
+    drag.moved = true;
+  }
+  if (drag.kind === "handle") {
+    const region = state.regions[drag.index];
+    if (region.shape === "polygon") {
+      region.points[drag.handle] = point;
+      region.box = bounds(region.points);
+    } else {
+      const corners = handles(region);
+      corners[drag.handle] = point;
+      const opposite = corners[(drag.handle + 2) % 4];
+      region.box = bounds([point, opposite]);
+    }
+    drag.moved = true;
+  }
+  render();
+});
+$("viewport").addEventListener("pointerup", () => {
+  if (!drag) return;
+  if (drag.kind === "box") {
+    const [x0, y0, x1, y1] = bounds([state.draft.start, state.draft.end]);
+    state.draft = null;
+    if (x1 - x0 >= 2 && y1 - y0 >= 2) addRegion({ shape: "box", box: [x0, y0, x1, y1] });
+  } else if (drag.moved) {
+    changed();
+  }
+  drag = null;
+  render();
+});
+$("viewport").addEventListener("dblclick", () => { if (state.tool === "polygon") closePolygon(); });
+$("viewport").addEventListener("wheel", (event) => {
+  event.preventDefault();
+  const box = $("viewport").getBoundingClientRect();
+  zoom(event.deltaY < 0 ? 1.15 : 1 / 1.15, event.clientX - box.left, event.clientY - box.top);
+}, { passive: false });
+
+function addRegion(region) {
+  const type = state.regions[state.selected]?.defect_type || "scratch";
+  state.regions.push({ defect_type: type, ...region });
+  state.selected = state.regions.length - 1;
+  if (state.label !== "defect") state.label = "defect";
+  changed();
+}
+
+function closePolygon() {
+  const points = state.draft?.points || [];
+  // A double-click adds the same point twice: drop repeats.
+  const unique = points.filter((p, i) => i === 0 || p[0] !== points[i - 1][0] || p[1] !== points[i - 1][1]);
+  state.draft = null;
+  if (unique.length >= 3) addRegion({ shape: "polygon", points: unique, box: bounds(unique) });
+  else render();
+}
+
+function setTool(tool) {
+  state.tool = tool;
+  state.draft = null;
+  render();
+}
+
+function deleteSelected() {
+  if (state.selected < 0) return;
+  state.regions.splice(state.selected, 1);
+  state.selected = Math.min(state.selected, state.regions.length - 1);
+  changed();
+}
+
+// --- buttons and keys ---
+document.querySelectorAll("[data-tool]").forEach((b) => b.addEventListener("click", () => setTool(b.dataset.tool)));
+document.querySelectorAll("[data-label]").forEach((b) => b.addEventListener("click", () => { state.label = b.dataset.label; changed(); }));
+document.querySelector('[data-action="delete"]').addEventListener("click", deleteSelected);
+document.querySelector('[data-action="model"]').addEventListener("click", () => { state.showModel = !state.showModel; render(); });
+document.querySelector('[data-action="zoom-in"]').addEventListener("click", () => zoom(1.25));
+document.querySelector('[data-action="zoom-out"]').addEventListener("click", () => zoom(0.8));
+document.querySelector('[data-action="fit"]').addEventListener("click", fit);
+if (review) {
+  $("accept-button").addEventListener("click", () => decide("accept"));
+  $("sendback-button").addEventListener("click", () => decide("send-back"));
+} else {
+  $("next-button").addEventListener("click", next);
+  $("submit-button").addEventListener("click", submit);
+  $("skip-button").addEventListener("click", skip);
+}
+
+document.addEventListener("keydown", (event) => {
+  if (event.target.matches("input, textarea, select")) return;
+  const key = event.key;
+  const region = state.regions[state.selected];
+  if (event.ctrlKey && key === "Enter" && !review) { event.preventDefault(); submit(); return; }
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  const actions = {
+    n: () => !review && next(), s: () => !review && submit(), x: () => !review && skip(),
+    a: () => review && decide("accept"), r: () => review && decide("send-back"),
+    j: () => review && state.reviews.length && pickReview((state.reviewIndex + 1) % state.reviews.length),
+    k: () => review && state.reviews.length && pickReview((state.reviewIndex - 1 + state.reviews.length) % state.reviews.length),
+    o: () => { state.label = "ok"; changed(); }, d: () => { state.label = "defect"; changed(); },
+    v: () => setTool("select"), b: () => setTool("box"), p: () => setTool("polygon"),
+    m: () => { state.showModel = !state.showModel; render(); },
+    M: () => { for (const r of state.annotation?.task.model_regions || []) addRegion({ shape: "box", box: r.box, defect_type: r.defect_type || "scratch" }); },
+    "+": () => zoom(1.25), "=": () => zoom(1.25), "-": () => zoom(0.8), 0: fit,
+    Delete: deleteSelected, Backspace: deleteSelected,
+    Enter: () => state.tool === "polygon" && closePolygon(),
+    Escape: () => { state.draft = null; state.selected = -1; render(); },
+    Tab: () => { if (state.regions.length) { state.selected = (state.selected + 1) % state.regions.length; render(); } },
+  };
+  if (region && "1234".includes(key)) { region.defect_type = TYPES[Number(key) - 1]; changed(); event.preventDefault(); return; }
+  if (region && key.startsWith("Arrow")) {
+    const step = event.shiftKey ? 10 : 1;
+    const [dx, dy] = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] }[key];
+    moveRegion(region, dx, dy);
+    changed();
+    event.preventDefault();
+    return;
+  }
+  const action = actions[key] || actions[key.toLowerCase()];
+  if (action && !(key === "M" && !event.shiftKey)) { event.preventDefault(); action(); }
+});
+window.addEventListener("beforeunload", () => keepLocally());
+window.addEventListener("online", () => save());
+window.addEventListener("resize", () => state.annotation && fit());
+
+if (review) loadReviews();
+else next();
