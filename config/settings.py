@@ -198,8 +198,10 @@ else:
         "store_processed": False,
     }
 
-CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"models_registry.training_run_execute": {"queue": "training"}}
+# Queue names can be changed (tests give each run its own on a shared Redis).
+CELERY_TASK_DEFAULT_QUEUE = env("CELERY_DEFAULT_QUEUE", "default")
+TRAINING_QUEUE = env("CELERY_TRAINING_QUEUE", "training")
+CELERY_TASK_ROUTES = {"models_registry.training_run_execute": {"queue": TRAINING_QUEUE}}
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
