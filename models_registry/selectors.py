@@ -312,5 +312,15 @@ def comparison_rows(mine: Any, theirs: Any) -> list[dict[str, Any]]:
         if a is None and b is None:
             continue
         delta = a - b if isinstance(a, int | float) and isinstance(b, int | float) else None
-        rows.append({"key": key, "label": label, "candidate": a, "production": b, "delta": delta})
+        rows.append(
+            {
+                "key": key,
+                "label": label,
+                "candidate": a,
+                "production": b,
+                "delta": delta,
+                # Thresholds and the automated share are settings and trade-offs, not scores.
+                "judged": key not in ("pass_threshold", "fail_threshold", "automated_share"),
+            }
+        )
     return rows

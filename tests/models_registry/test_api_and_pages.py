@@ -127,7 +127,7 @@ def test_pages_render_for_supervisors(client, line_with_production):
     assert "Start training" in index.content.decode() and candidate.label in index.content.decode()
     page = web.get(f"/models/{candidate.pk}/").content.decode()
     assert "Refused:" in page and "worse than the production model" in page
-    assert "Confusion matrix" in page and "by defecttype" in page
+    assert "Confusion matrix" in page and "by defect type" in page
     run = TrainingRun.objects.first()
     assert "Cancel run" in web.get(f"/models/runs/{run.pk}/").content.decode()
     inspector = __import__("django.test", fromlist=["Client"]).Client()
