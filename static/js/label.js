@@ -157,6 +157,7 @@ function clearView(text) {
   $("viewer-empty").textContent = text;
   $("task-info").innerHTML = "";
   $("regions").innerHTML = "";
+  saveState("", "idle");
   for (const id of ["submit-button", "skip-button", "accept-button", "sendback-button"]) {
     if ($(id)) $(id).disabled = true;
   }
@@ -310,7 +311,8 @@ function render() {
       const [x0, y0, x1, y1] = region.box;
       el("rect", { x: x0, y: y0, width: x1 - x0, height: y1 - y0, "data-index": index }, g);
     }
-    const tag = el("text", { class: "tag", x: region.box[0], y: Math.max(12, region.box[1] - 3) }, g);
+    const font = 12 / state.view.scale; // the same size on screen at any zoom
+    const tag = el("text", { class: "tag", x: region.box[0], y: Math.max(font, region.box[1] - 3 / state.view.scale), style: `font-size:${font}px;stroke-width:${3 / state.view.scale}px` }, g);
     tag.textContent = `${index + 1} ${region.defect_type}`;
     if (index === state.selected) {
       const r = 5 / state.view.scale;
