@@ -52,7 +52,7 @@ class TrainConfig:
     learning_rate: float = 4e-3
     weight_decay: float = 1e-4
     val_fraction: float = 0.2
-    patience: int = 8
+    patience: int = 20
     seed: int = 0
     target_recall: float = 0.99
     target_precision: float = 0.99
@@ -66,6 +66,8 @@ class TrainConfig:
     # Defect cells are rare on phones (thin scratches): weigh them up. Datasets whose defects
     # cover large areas need less.
     positive_cell_weight: float = 10.0
+    # Masks covering more than this share of their image are trained as bags (see _Sample).
+    coarse_mask_fraction: float = 0.02
     mine_images: int = 48
     threads: int | None = None
     device: str = "auto"
@@ -96,6 +98,9 @@ class _Sample:
     pixel_mask: np.ndarray | None  # bool (H, W): every pixel's truth is known
     boxes: tuple[tuple[int, int, int, int], ...]  # weak: somewhere inside each box
     defect_pixels: np.ndarray | None  # (K, 2) y, x to centre crops on
+    # A mask over a large share of the image outlines an area rather than tracing the defect:
+    # its cells are trained as one bag (some cell inside is a defect), not cell by cell.
+    coarse: bool = False
 
 
 def data_hash(items: Sequence[Item]) -> str:
@@ -115,7 +120,7 @@ def data_hash(items: Sequence[Item]) -> str:
     return hashlib.sha256("\n".join(rows).encode()).hexdigest()
 
 
-def _load_sample(item: Item) -> _Sample:
+def _load_sample(item: Item, coarse_fraction: float = 1.0) -> _Sample:
     image = item.load_image()
     label = 1 if item.label == "defect" else 0
     pixel_mask = None
@@ -131,7 +136,8 @@ def _load_sample(item: Item) -> _Sample:
         defect_pixels = np.argwhere(pixel_mask)
     elif boxes:
         defect_pixels = np.array([((y0 + y1) // 2, (x0 + x1) // 2) for x0, y0, x1, y1 in boxes])
-    return _Sample(image, label, pixel_mask, boxes, defect_pixels)
+    coarse = label == 1 and pixel_mask is not None and pixel_mask.mean() > coarse_fraction
+    return _Sample(image, label, pixel_mask, boxes, defect_pixels, coarse)
 
 
 def _crop(sample: _Sample, size: int, rng: random.Random, centre: tuple[int, int] | None) -> tuple:
@@ -201,6 +207,22 @@ def _cell_targets(mask: torch.Tensor, stride: int) -> torch.Tensor:
     return F.max_pool2d(
         mask.float().unsqueeze(1), kernel_size=stride, stride=stride, ceil_mode=True
     )
+
+
+def _mask_bag_loss(logits: torch.Tensor, cell_truth: torch.Tensor) -> torch.Tensor:
+    """Coarse masks: the hottest cell inside each crop's mask is a defect, cells clear of the
+    mask (by one cell) are clean, the rest inside is left alone."""
+    inside = cell_truth > 0
+    near = F.max_pool2d(cell_truth, 3, stride=1, padding=1) > 0
+    losses = []
+    has_defect = inside.flatten(1).any(dim=1)
+    if has_defect.any():
+        best = logits.masked_fill(~inside, float("-inf")).flatten(1).amax(dim=1)[has_defect]
+        losses.append(F.binary_cross_entropy_with_logits(best, torch.ones_like(best)))
+    clean = logits[~near]
+    if clean.numel():
+        losses.append(F.binary_cross_entropy_with_logits(clean, torch.zeros_like(clean)))
+    return torch.stack(losses).mean() if losses else logits.sum() * 0.0
 
 
 def _box_bag_loss(logits: torch.Tensor, boxes: Sequence, stride: int) -> tuple[torch.Tensor, int]:
@@ -288,10 +310,11 @@ class _Trainer:
 
     def batch_loss(self) -> torch.Tensor:
         config = self.config
-        crops, masks, boxes_list, labels = [], [], [], []
+        crops, masks, boxes_list, labels, coarse = [], [], [], [], []
         for index in range(config.batch_size):
             sample, centre = self._pick(defect=index % 2 == 0 and bool(self.croppable))
             image, mask, boxes, label = _crop(sample, config.crop, self.rng, centre)
+            coarse.append(sample.coarse)
             if boxes:
                 # Rotating boxes is fiddly and their loss is loose anyway: keep their orientation.
                 image = np.ascontiguousarray(image)
@@ -305,7 +328,7 @@ class _Trainer:
         logits, image_logits = self.model(batch)
         target_labels = torch.tensor(labels, dtype=torch.float32, device=self.device)
         loss = F.binary_cross_entropy_with_logits(image_logits, target_labels)
-        with_mask = [i for i, m in enumerate(masks) if m is not None]
+        with_mask = [i for i, m in enumerate(masks) if m is not None and not coarse[i]]
         if with_mask:
             cell_truth = _cell_targets(
                 torch.from_numpy(np.stack([masks[i] for i in with_mask])), self.stride
@@ -314,6 +337,12 @@ class _Trainer:
             # Defect cells are rare: weigh them up so the heatmap does not learn "all clean".
             weight = 1.0 + (config.positive_cell_weight - 1.0) * cell_truth
             loss = loss + F.binary_cross_entropy_with_logits(cell_logits, cell_truth, weight=weight)
+        bagged = [i for i, m in enumerate(masks) if m is not None and coarse[i]]
+        if bagged:
+            cell_truth = _cell_targets(
+                torch.from_numpy(np.stack([masks[i] for i in bagged])), self.stride
+            ).to(self.device)
+            loss = loss + _mask_bag_loss(logits[bagged], cell_truth)
         box_losses = [
             _box_bag_loss(logits[i], boxes_list[i], self.stride)[0]
             for i, m in enumerate(masks)
@@ -443,8 +472,8 @@ def train(
                 f"{sorted(labels) or 'none'} ({len(group)} items)"
             )
     report({"event": "loading", "items": len(items)})
-    samples = [_load_sample(item) for item in train_items]
-    val_samples = [_load_sample(item) for item in val_items]
+    samples = [_load_sample(item, config.coarse_mask_fraction) for item in train_items]
+    val_samples = [_load_sample(item, config.coarse_mask_fraction) for item in val_items]
     val_labels = np.array([s.label for s in val_samples])
 
     trainer = _Trainer(samples, config, device)

@@ -10,6 +10,8 @@ from vision.train import (
     TrainingCancelled,
     TrainingDataError,
     _box_bag_loss,
+    _load_sample,
+    _mask_bag_loss,
     calibrate_thresholds,
     train,
 )
@@ -112,3 +114,25 @@ def test_overlapping_classes_leave_an_uncertain_band():
     assert thresholds["pass"] < thresholds["fail"]
     flagged = scores[labels == 1] >= thresholds["pass"]
     assert flagged.mean() >= 0.99
+
+
+def test_a_mask_over_a_large_area_trains_as_a_bag_not_cell_by_cell():
+    """Area masks (a whole uneven patch) outline a region; only some cell inside must fire."""
+    image = np.zeros((64, 64, 3), dtype=np.uint8)
+    area = np.zeros((64, 64), dtype=bool)
+    area[:32, :] = True
+    thin = np.zeros((64, 64), dtype=bool)
+    thin[10, 5:40] = True
+    assert _load_sample(Item(label="defect", image=image, mask=area), 0.02).coarse
+    assert not _load_sample(Item(label="defect", image=image, mask=thin), 0.02).coarse
+
+    truth = torch.zeros(1, 1, 8, 8)
+    truth[0, 0, :4, :] = 1.0
+    one_hot_cell = torch.full((1, 1, 8, 8), -5.0)
+    one_hot_cell[0, 0, 1, 1] = 5.0  # a single confident cell inside is enough
+    all_cold = torch.full((1, 1, 8, 8), -5.0)
+    fires_outside = all_cold.clone()
+    fires_outside[0, 0, 7, 7] = 5.0
+    assert _mask_bag_loss(one_hot_cell, truth) < 0.05
+    assert _mask_bag_loss(one_hot_cell, truth) < _mask_bag_loss(all_cold, truth)
+    assert _mask_bag_loss(fires_outside, truth) > _mask_bag_loss(all_cold, truth)
