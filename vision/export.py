@@ -125,19 +125,22 @@ def export_onnx(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
+        # The torch.export-based exporter (the legacy TorchScript one is deprecated), with
+        # batch, height and width left free: height and width as multiples of the stride.
+        free = {
+            0: torch.export.Dim("batch"),
+            2: stride * torch.export.Dim("rows", min=1, max=1024),
+            3: stride * torch.export.Dim("cols", min=1, max=1024),
+        }
         torch.onnx.export(
             module,
             (example[:1],),
             str(out),
             input_names=["images"],
             output_names=["heatmap", "score"],
-            dynamic_axes={
-                "images": {0: "batch", 2: "height", 3: "width"},
-                "heatmap": {0: "batch", 2: "rows", 3: "cols"},
-                "score": {0: "batch"},
-            },
-            opset_version=18,
-            dynamo=False,
+            dynamic_shapes={"images": free},
+            dynamo=True,
+            verbose=False,
         )
     except Exception as error:  # the exporter raises many types; the caller needs one
         raise ExportError(f"ONNX export failed: {error}") from error
