@@ -14,7 +14,9 @@ from vision.datasets import (
 )
 from vision.images import encode_jpeg, encode_png
 
-SHARED = Path("/work/shared/datasets")
+# shared/ sits beside the repository (in development and in CI's fresh clone alike).
+_CANDIDATES = [Path(__file__).resolve().parents[3] / "shared", Path("/work/shared")]
+SHARED = next((p for p in _CANDIDATES if p.is_dir()), _CANDIDATES[0]) / "datasets"
 MAGNETIC = SHARED / "magnetic_tile_defect" / "manifest.csv"
 PHONES = SHARED / "msd_phone_screen_subset" / "manifest.csv"
 
