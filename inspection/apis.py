@@ -69,6 +69,8 @@ class CaptureOutputSerializer(serializers.Serializer):
     decided_at = serializers.DateTimeField(source="decision.decided_at", allow_null=True)
     reason = serializers.CharField(source="decision.reason")
     audit = serializers.BooleanField(source="decision.audit")
+    # An audit sample's review: pending, confirmed or overridden (null when not audited).
+    audit_status = serializers.SerializerMethodField()
     model = serializers.SerializerMethodField()
     received_at = serializers.DateTimeField()
     captured_at = serializers.DateTimeField(allow_null=True)
@@ -76,6 +78,9 @@ class CaptureOutputSerializer(serializers.Serializer):
     width = serializers.IntegerField()
     height = serializers.IntegerField()
     metadata = serializers.JSONField()
+
+    def get_audit_status(self, capture) -> str | None:
+        return capture.decision.audit_status or None
 
     def get_verdict(self, capture) -> str | None:
         return capture.decision.verdict or None
@@ -287,7 +292,9 @@ class CaptureClaimApi(APIView):
 
 
 class CaptureVerdictApi(APIView):
-    """An inspector's verdict on a pending capture; 409 when decided or claimed by another."""
+    """An inspector's verdict on a pending capture, or the review of a pending audit sample
+    (agreeing confirms the model; disagreeing overrides it and the station gets a correction);
+    409 when decided, already reviewed, or claimed by another."""
 
     permission_classes = [IsAuthenticated, IsInspector]
 

@@ -42,6 +42,8 @@ def capture_payload(capture: Any, decision: Any) -> dict[str, Any]:
         "decided_by": decision.decided_by or None,
         "reason": decision.reason,
         "audit": decision.audit,
+        # "pending" while an audit sample waits for its review; "confirmed"/"overridden" after.
+        "audit_status": decision.audit_status or None,
     }
 
 
@@ -152,4 +154,33 @@ def decision_reverted_on_commit(*, capture: Any, decision: Any) -> None:
         (station_group(capture.station_id), message),
         (capture_group(capture.id), message),
     ]
+    transaction.on_commit(lambda: _send(messages))
+
+
+def audit_recorded_on_commit(*, capture: Any, decision: Any) -> None:
+    """An inspector reviewed an audit sample: it leaves the inspectors' queues; on an override
+    the station, which acted on the model's verdict, gets a correction with the new verdict."""
+    payload = capture_payload(capture, decision)
+    messages = [(line_group(capture.line.code), {"type": "decision.made", "capture": payload})]
+    if decision.audit_status == "overridden":
+        correction = {"type": "decision.reverted", "capture": payload}
+        messages += [
+            (station_group(capture.station_id), correction),
+            (capture_group(capture.id), correction),
+        ]
+    transaction.on_commit(lambda: _send(messages))
+
+
+def audit_reopened_on_commit(*, capture: Any, decision: Any, correction: bool) -> None:
+    """An inspector undid an audit review: it is pending review again (for them); when it had
+    overridden the model, the station gets a correction back to the model's verdict."""
+    payload = capture_payload(capture, decision)
+    payload["claimed_by"] = decision.claimed_by_id
+    message = {"type": "decision.reverted", "capture": payload}
+    messages = [(line_group(capture.line.code), message)]
+    if correction:
+        messages += [
+            (station_group(capture.station_id), message),
+            (capture_group(capture.id), message),
+        ]
     transaction.on_commit(lambda: _send(messages))

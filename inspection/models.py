@@ -167,6 +167,20 @@ class DecidedBy(models.TextChoices):
     HUMAN = "human", "Human"
 
 
+class AuditStatus(models.TextChoices):
+    """A `full`-mode audit sample: the model decided, a human reviews it afterwards."""
+
+    PENDING = "pending", "Waiting for an inspector"
+    CONFIRMED = "confirmed", "The inspector agreed with the model"
+    OVERRIDDEN = "overridden", "The inspector overrode the model"
+
+
+AUDIT_FINISHED = (AuditStatus.CONFIRMED, AuditStatus.OVERRIDDEN)
+# Decisions a human judged: gave the verdict, or reviewed the model's (an audit). The figures
+# comparing model and human (agreement, override rates, canary rollback) read these.
+HUMAN_JUDGED = Q(decided_by="human") | Q(audit_status__in=AUDIT_FINISHED)
+
+
 class Decision(models.Model):
     capture = models.OneToOneField(Capture, on_delete=models.CASCADE, related_name="decision")
     status = models.CharField(
@@ -188,6 +202,15 @@ class Decision(models.Model):
     model_verdict = models.CharField(max_length=16, blank=True)
     overrode_model = models.BooleanField(null=True, blank=True)
     audit = models.BooleanField(default=False)
+    # The audit review of an audit sample (blank when not audited). `verdict` always holds the
+    # verdict in force: an override replaces the model's verdict with the inspector's (the
+    # station gets a correction) and decided_by becomes human; a confirmation changes nothing.
+    audit_status = models.CharField(max_length=16, choices=AuditStatus.choices, blank=True)
+    audit_verdict = models.CharField(max_length=8, choices=Verdict.choices, blank=True)
+    audited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    audited_at = models.DateTimeField(null=True, blank=True)
     regions = models.JSONField(default=list, blank=True)  # the inspector's boxes
     note = models.TextField(blank=True)
     claimed_by = models.ForeignKey(
@@ -208,7 +231,10 @@ class Decision(models.Model):
                 name="decision_final_has_verdict",
             )
         ]
-        indexes = [models.Index(fields=["status"], name="decision_status")]
+        indexes = [
+            models.Index(fields=["status"], name="decision_status"),
+            models.Index(fields=["audit_status"], name="decision_audit_status"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.capture_id}: {self.verdict or self.status}"

@@ -6,9 +6,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models.functions import Coalesce
 
 from config.errors import ApplicationError
 from inspection.models import (
+    HUMAN_JUDGED,
+    AuditStatus,
     Capture,
     Decision,
     DecisionStatus,
@@ -93,6 +96,8 @@ INSPECTOR_QUEUE_LIMIT = 200
 # ran hidden (shadow) or was shown (assisted). The guard rail counts these.
 GUARD_RAIL_REASONS = ("shadow", "assisted")
 MODEL_DECIDING_LEVELS = ("partial", "full")
+# Awaiting a human: a pending decision, or a model decision pending its audit review.
+AWAITS_HUMAN = Q(status=DecisionStatus.PENDING) | Q(audit_status=AuditStatus.PENDING)
 
 
 def claim_is_active(decision: Decision, *, now: datetime) -> bool:
@@ -112,7 +117,8 @@ def claim_lease_seconds() -> int:
 
 
 def inspector_queue(*, line_codes: list[str], user: Any, now: datetime) -> QuerySet[Capture]:
-    """Pending captures on these lines that this inspector may take, oldest first.
+    """Pending captures and pending audit samples on these lines that this inspector may take,
+    oldest first.
 
     Captures another inspector holds under a live lease are left out; their own claims stay.
     """
@@ -123,16 +129,21 @@ def inspector_queue(*, line_codes: list[str], user: Any, now: datetime) -> Query
     )
     return (
         _capture_queryset()
-        .filter(line__code__in=line_codes, decision__status=DecisionStatus.PENDING)
+        .filter(
+            Q(decision__status=DecisionStatus.PENDING)
+            | Q(decision__audit_status=AuditStatus.PENDING),
+            line__code__in=line_codes,
+        )
         .exclude(held_by_others)
         .order_by("received_at", "id")[:INSPECTOR_QUEUE_LIMIT]
     )
 
 
 def queue_depth(*, line_codes: list[str]) -> dict[str, int]:
-    """Pending captures per line (claimed ones included: they are still waiting)."""
+    """Captures awaiting a human per line, audit samples included (claimed ones too: they are
+    still waiting)."""
     rows = (
-        Decision.objects.filter(capture__line__code__in=line_codes, status=DecisionStatus.PENDING)
+        Decision.objects.filter(AWAITS_HUMAN, capture__line__code__in=line_codes)
         .values("capture__line__code")
         .annotate(n=Count("pk"))
     )
@@ -153,10 +164,12 @@ def shift_start(now: datetime) -> datetime:
 
 
 def inspector_shift_stats(*, user: Any, since: datetime) -> ShiftStats:
+    # Verdicts and audit reviews alike (an overriding review is both: one row).
     rows = list(
         Decision.objects.filter(
-            decided_by_user=user, decided_by="human", decided_at__gte=since
-        ).values_list("claimed_at", "decided_at")
+            Q(decided_by_user=user, decided_by="human", decided_at__gte=since)
+            | Q(audited_by=user, audited_at__gte=since)
+        ).values_list("claimed_at", Coalesce("audited_at", "decided_at"))
     )
     durations = [
         (decided - claimed).total_seconds()
@@ -186,13 +199,18 @@ class Agreement:
 
 
 def line_agreement(*, line: ProductionLine, last: int = 200, reasons: Any = None) -> Agreement:
-    """Model-vs-human agreement over the last `last` human decisions with a confident model."""
+    """Model-vs-human agreement over the last `last` human decisions with a confident model,
+    audit reviews included (in `full` the model's verdict is always confident)."""
     decisions = Decision.objects.filter(
-        capture__line=line, decided_by="human", overrode_model__isnull=False
+        HUMAN_JUDGED, capture__line=line, overrode_model__isnull=False
     )
     if reasons is not None:
         decisions = decisions.filter(reason__in=reasons)
-    recent = list(decisions.order_by("-decided_at").values_list("overrode_model", "reason")[:last])
+    recent = list(
+        decisions.order_by(Coalesce("audited_at", "decided_at").desc()).values_list(
+            "overrode_model", "reason"
+        )[:last]
+    )
     shown = [overrode for overrode, reason in recent if reason != "shadow"]
     return Agreement(
         compared=len(recent),

@@ -19,6 +19,8 @@ from config.errors import ApplicationError
 from inspection import events, policy, selectors
 from inspection.authentication import token_generate, token_hash
 from inspection.models import (
+    AUDIT_FINISHED,
+    AuditStatus,
     AutomationLevel,
     Capture,
     DecidedBy,
@@ -274,6 +276,8 @@ def _capture_record(
         acting_prediction=acting,
         model_verdict=_model_verdict(capture.line, acting.score) if acting else "",
         audit=routing.audit,
+        # An audit sample waits in the inspectors' queue for a review (verdict_record).
+        audit_status=AuditStatus.PENDING if routing.audit else "",
     )
     capture.decision = decision
     # The answer is built from these objects: no need to read back what was just written.
@@ -315,18 +319,32 @@ def _refuse_if_claimed_by_other(decision: Decision, user: Any, now: datetime) ->
         )
 
 
+def _awaits_human(decision: Decision) -> bool:
+    """Pending a verdict, or a model verdict pending its audit review."""
+    return decision.status == DecisionStatus.PENDING or decision.audit_status == AuditStatus.PENDING
+
+
+def _refuse_if_not_open(decision: Decision) -> None:
+    if decision.audit_status in AUDIT_FINISHED:
+        raise ApplicationError(
+            "This audit sample is already reviewed.", code="already_audited", status=409
+        )
+    if not _awaits_human(decision):
+        raise ApplicationError(
+            "This capture is already decided.", code="already_decided", status=409
+        )
+
+
 @transaction.atomic
 def capture_claim(*, capture: Any, user: Any) -> Decision:
-    """An inspector takes a pending capture for a lease, renewed while it stays open.
+    """An inspector takes a pending capture (or a pending audit sample) for a lease, renewed
+    while it stays open.
 
     Two inspectors never judge the same phone; an inspector who walks away loses the capture
     when the lease runs out (selectors.claim_lease_seconds).
     """
     decision = _pending_for_update(getattr(capture, "pk", capture))
-    if decision.status == DecisionStatus.DECIDED:
-        raise ApplicationError(
-            "This capture is already decided.", code="already_decided", status=409
-        )
+    _refuse_if_not_open(decision)
     now = timezone.now()
     _refuse_if_claimed_by_other(decision, user, now)
     renewing = decision.claimed_by_id == user.pk and selectors.claim_is_active(decision, now=now)
@@ -349,12 +367,55 @@ def decision_claim(*, capture_id: Any, user: Any) -> Decision:
 def capture_release(*, capture: Any, user: Any) -> Decision:
     """The inspector lets go of a capture undecided; it returns to everyone's queue."""
     decision = _pending_for_update(getattr(capture, "pk", capture))
-    if decision.status == DecisionStatus.PENDING and decision.claimed_by_id == user.pk:
+    if _awaits_human(decision) and decision.claimed_by_id == user.pk:
         decision.claimed_by = None
         decision.claimed_at = None
         decision.claim_expires_at = None
         decision.save(update_fields=["claimed_by", "claimed_at", "claim_expires_at"])
         events.capture_released_on_commit(capture=decision.capture, decision=decision)
+    return decision
+
+
+def _refuse_if_undo_expired(at: datetime, now: datetime) -> None:
+    if at < now - timedelta(seconds=UNDO_SECONDS):
+        raise ApplicationError(
+            f"Too late to undo: a verdict can be undone for {UNDO_SECONDS} seconds.",
+            code="undo_expired",
+            status=409,
+        )
+
+
+def _audit_undo(decision: Decision, user: Any) -> Decision:
+    """Take back one's own audit review: the sample is pending review again, for the same
+    inspector; after an override the model's verdict is back in force (another correction)."""
+    if decision.audited_by_id != user.pk:
+        raise ApplicationError(
+            "Only the inspector who gave a verdict can undo it.", code="not_yours", status=409
+        )
+    now = timezone.now()
+    _refuse_if_undo_expired(decision.audited_at, now)
+    overridden = decision.audit_status == AuditStatus.OVERRIDDEN
+    capture = decision.capture
+    if overridden:
+        # The model's verdict was the other one (verdicts are pass or fail), given at ingest.
+        decision.verdict = Verdict.PASS if decision.verdict == Verdict.FAIL else Verdict.FAIL
+        decision.decided_by = DecidedBy.MODEL
+        decision.decided_by_user = None
+        decision.decided_at = capture.received_at
+        from labeling.services import task_withdraw_from_inspection
+
+        task_withdraw_from_inspection(capture=capture, reasons=("override",))
+    decision.audit_status = AuditStatus.PENDING
+    decision.audit_verdict = ""
+    decision.audited_by = None
+    decision.audited_at = None
+    decision.overrode_model = None
+    decision.regions = []
+    decision.note = ""
+    decision.claimed_by = user
+    decision.claim_expires_at = now + timedelta(seconds=selectors.claim_lease_seconds())
+    decision.save()
+    events.audit_reopened_on_commit(capture=capture, decision=decision, correction=overridden)
     return decision
 
 
@@ -367,6 +428,8 @@ def verdict_undo(*, capture: Any, user: Any) -> Decision:
     tasks the verdict created are withdrawn while still open.
     """
     decision = _pending_for_update(getattr(capture, "pk", capture))
+    if decision.audit_status in AUDIT_FINISHED:
+        return _audit_undo(decision, user)
     if decision.status != DecisionStatus.DECIDED or decision.decided_by != DecidedBy.HUMAN:
         raise ApplicationError(
             "Only a human verdict can be undone.", code="not_undoable", status=409
@@ -376,12 +439,7 @@ def verdict_undo(*, capture: Any, user: Any) -> Decision:
             "Only the inspector who gave a verdict can undo it.", code="not_yours", status=409
         )
     now = timezone.now()
-    if decision.decided_at < now - timedelta(seconds=UNDO_SECONDS):
-        raise ApplicationError(
-            f"Too late to undo: a verdict can be undone for {UNDO_SECONDS} seconds.",
-            code="undo_expired",
-            status=409,
-        )
+    _refuse_if_undo_expired(decision.decided_at, now)
     decision.status = DecisionStatus.PENDING
     decision.verdict = ""
     decision.decided_by = ""
@@ -409,7 +467,10 @@ def verdict_record(
     regions: list[dict] | None = None,
     note: str = "",
 ) -> Decision:
-    """A human's final verdict on a pending capture; the waiting station learns it at once."""
+    """A human's final verdict on a pending capture; the waiting station learns it at once.
+
+    On a pending audit sample (the model already decided) it records the audit review instead.
+    """
     if verdict not in Verdict.values:
         raise ApplicationError("verdict must be 'pass' or 'fail'.", code="invalid_verdict")
     decision = (
@@ -420,11 +481,10 @@ def verdict_record(
     )
     if decision is None:
         raise ApplicationError("No such capture.", code="not_found", status=404)
-    if decision.status == DecisionStatus.DECIDED:
-        raise ApplicationError(
-            "This capture is already decided.", code="already_decided", status=409
-        )
+    _refuse_if_not_open(decision)
     _refuse_if_claimed_by_other(decision, user, timezone.now())
+    if decision.audit_status == AuditStatus.PENDING:
+        return _audit_record(decision, user=user, verdict=verdict, regions=regions, note=note)
     decision.status = DecisionStatus.DECIDED
     decision.verdict = verdict
     decision.decided_by = DecidedBy.HUMAN
@@ -448,6 +508,38 @@ def verdict_record(
 
     task_create_if_shadow_disagrees(capture=capture)
     events.decision_made_on_commit(decision=decision, capture=capture)
+    return decision
+
+
+def _audit_record(
+    decision: Decision, *, user: Any, verdict: str, regions: list[dict] | None, note: str
+) -> Decision:
+    """An inspector's review of a model decision in `full`: agreeing confirms it; disagreeing
+    overrides it. The station acted on the model's verdict long ago, so an override puts the
+    inspector's verdict in force and sends the station a `correction` (as an undo does), and
+    the capture goes to labeling with the inspector's boxes."""
+    now = timezone.now()
+    overridden = verdict != decision.verdict
+    decision.audit_status = AuditStatus.OVERRIDDEN if overridden else AuditStatus.CONFIRMED
+    decision.audit_verdict = verdict
+    decision.audited_by = user
+    decision.audited_at = now
+    decision.overrode_model = overridden
+    decision.regions = regions or []
+    decision.note = note
+    if overridden:
+        decision.verdict = verdict
+        decision.decided_by = DecidedBy.HUMAN
+        decision.decided_by_user = user
+        decision.decided_at = now
+    decision.save()
+    capture = decision.capture
+    capture.decision = decision
+    if overridden:
+        from labeling.services import task_create_from_inspection
+
+        task_create_from_inspection(capture=capture, reason="override")
+    events.audit_recorded_on_commit(capture=capture, decision=decision)
     return decision
 
 

@@ -163,13 +163,14 @@ class CanaryRecord:
 
 def canary_record(*, deployment: Deployment) -> CanaryRecord:
     """How often inspectors went against the canary's verdicts since it was deployed."""
-    from inspection.models import Decision
+    from inspection.models import HUMAN_JUDGED, Decision
 
+    # Human verdicts next to its output, and audit reviews of its own decisions (in `full`).
     rows = Decision.objects.filter(
+        HUMAN_JUDGED,
         capture__line_id=deployment.line_id,
         acting_prediction__role="canary",
         acting_prediction__model_version_id=deployment.model_version_id,
-        decided_by="human",
         overrode_model__isnull=False,
         decided_at__gte=deployment.deployed_at,
     ).values_list("overrode_model", flat=True)
@@ -217,10 +218,11 @@ def shadow_agreement(
         .exclude(role="shadow")
         .values_list("capture_id", "verdict")
     )
-    from inspection.models import Decision
+    from inspection.models import HUMAN_JUDGED, Decision
 
+    # The verdict in force where a human judged (an audit review confirms or overrides).
     human = dict(
-        Decision.objects.filter(capture_id__in=capture_ids, decided_by="human").values_list(
+        Decision.objects.filter(HUMAN_JUDGED, capture_id__in=capture_ids).values_list(
             "capture_id", "verdict"
         )
     )

@@ -62,8 +62,17 @@ function bumpDepth(line, step) {
   if (depth && !Number.isNaN(value)) depth.textContent = String(Math.max(0, value + step));
 }
 
+// Waiting for a human: a pending capture, or a model verdict pending its audit review.
+function awaitsHuman(item) {
+  return !item.status || item.status === "pending" || item.audit_status === "pending";
+}
+
+function isAuditReview(item) {
+  return item?.audit_status === "pending";
+}
+
 function addItem(item) {
-  if (item.status && item.status !== "pending") return;
+  if (!awaitsHuman(item)) return;
   if (!state.items.has(item.id)) state.order.push(item.id);
   state.items.set(item.id, { ...state.items.get(item.id), ...item });
   state.order.sort((a, b) => state.items.get(a).received_at.localeCompare(state.items.get(b).received_at));
@@ -195,7 +204,8 @@ function modelRegions() {
 }
 
 function suggestion() {
-  const verdict = state.current?.model?.verdict;
+  // An audit sample: Enter confirms the verdict the model already gave the station.
+  const verdict = isAuditReview(state.current) ? state.current.verdict : state.current?.model?.verdict;
   return verdict === "pass" || verdict === "fail" ? verdict : null;
 }
 
@@ -242,6 +252,7 @@ function renderModel() {
   const model = state.current.model;
   $("heatmap-button").disabled = !state.current.heatmap_url;
   $("accept-button").disabled = !suggestion();
+  $("accept-button").firstChild.textContent = isAuditReview(state.current) ? "Confirm model " : "Accept model ";
   if (!model) {
     box.innerHTML = `<p class="muted">Judge the image yourself: the model's opinion is not shown on
       this line (${state.current.automation_level}).</p>`;
@@ -249,7 +260,12 @@ function renderModel() {
   }
   const verdict = model.verdict;
   const regions = modelRegions();
-  box.innerHTML = `<div class="suggest suggest-${verdict}">Model: <b>${verdict}</b>
+  const audit = isAuditReview(state.current)
+    ? `<div class="audit-note" data-role="audit">Audit: the model already decided
+        <b>${state.current.verdict}</b>. Enter confirms; the other key overrides it and the
+        station gets a correction.</div>`
+    : "";
+  box.innerHTML = `${audit}<div class="suggest suggest-${verdict}">Model: <b>${verdict}</b>
       <span class="score">score ${model.score.toFixed(3)}</span></div>
     <p class="muted">${regions.length} region${regions.length === 1 ? "" : "s"} highlighted${
       regions.length ? "; click one to reject it" : ""}.</p>`;
@@ -437,11 +453,18 @@ async function decide(verdict) {
   const id = state.current.id;
   state.busy = true;
   try {
-    await call("POST", `/captures/${id}/verdict`, { verdict, regions });
+    const audited = isAuditReview(state.current);
+    const result = await call("POST", `/captures/${id}/verdict`, { verdict, regions });
     clearInterval(renewTimer);
     state.lastDecision = { id, at: Date.now(), verdict };
     updateUndo();
-    say(`${verdict === "pass" ? "Passed" : "Failed"}. Z to undo.`, verdict);
+    if (audited && result.audit_status === "overridden") {
+      say(`Overrode the model: ${verdict}. The station got a correction. Z to undo.`, verdict);
+    } else if (audited) {
+      say(`Confirmed the model's ${verdict}. Z to undo.`, verdict);
+    } else {
+      say(`${verdict === "pass" ? "Passed" : "Failed"}. Z to undo.`, verdict);
+    }
     state.busy = false;
     removeItem(id);
     renderQueue();
@@ -580,14 +603,16 @@ function connect(line, attempt = 0) {
         resync(); // whatever happened while disconnected
         break;
       case "capture":
-        if (message.capture.status === "pending") bumpDepth(message.capture.line, 1);
+        if (awaitsHuman(message.capture)) bumpDepth(message.capture.line, 1);
         addItem(message.capture);
         renderQueue();
-        if (!state.currentId && message.capture.status === "pending") select(message.capture.id);
+        if (!state.currentId && awaitsHuman(message.capture)) select(message.capture.id);
         resyncSoon(800);
         break;
       case "decision":
-        if (message.capture.decided_by === "human") bumpDepth(message.capture.line, -1);
+        if (message.capture.decided_by === "human" || message.capture.audit_status) {
+          bumpDepth(message.capture.line, -1);
+        }
         removeItem(message.capture.id);
         renderQueue();
         resyncSoon(800);
