@@ -338,6 +338,7 @@ def test_audit_sample_in_full_creates_a_label_task(line, station, deployment, fa
     line.save()
     body = post_capture(client_for(station)).json()
     assert (body["status"], body["decided_by"], body["audit"]) == ("decided", "model", True)
+    assert body["audit_status"] == "pending"  # and so in the inspectors' queue (test_audit)
     assert LabelTask.objects.get().source == "audit"
 
 
