@@ -262,8 +262,8 @@ function renderModel() {
   const regions = modelRegions();
   const audit = isAuditReview(state.current)
     ? `<div class="audit-note" data-role="audit">Audit: the model already decided
-        <b>${state.current.verdict}</b>. Enter confirms; the other key overrides it and the
-        station gets a correction.</div>`
+        <b>${state.current.verdict}</b>. Enter confirms it; the other verdict (P or F)
+        overrides it and the station gets a correction.</div>`
     : "";
   box.innerHTML = `${audit}<div class="suggest suggest-${verdict}">Model: <b>${verdict}</b>
       <span class="score">score ${model.score.toFixed(3)}</span></div>

@@ -238,3 +238,39 @@ def test_supervisor_is_refused_partial_until_the_guard_rail_holds(
     assert page.locator("table.changes >> text=sam").count() == 1
     screenshot(page, "supervise-after-change", full_page=True)
     page.context.close()
+
+
+def test_inspector_confirms_an_audit_sample_with_enter(
+    chromium, station_server, model_artifact, screenshot
+):
+    line = ProductionLineFactory(
+        code="L3", name="Assembly 3", automation_level="full", audit_percent=100
+    )
+    model = registry_services.model_version_register(path=model_artifact, name="scratchnet-tiny")
+    registry_services.deployment_set(line=line, model_version=model, role="production")
+    station = station_with_token(line=line, name="S1")
+    UserFactory(username="ines", roles=["inspector"])
+    page = login(chromium, station_server, "ines")
+    page.goto("/inspect/L3/")
+    page.wait_for_selector("#connection[data-state=live]")
+
+    # The station has its verdict at once; the audit sample reaches the inspector live.
+    response = station_client(station_server, station.token).post(
+        "/api/v1/captures",
+        data={"line": "L3", "idempotency_key": "phone-a"},
+        files={"image": ("p.jpg", phone_jpeg(3, defects=[]), "image/jpeg")},
+    )
+    body = response.json()
+    assert (body["status"], body["audit_status"]) == ("decided", "pending"), body
+    page.wait_for_selector(f'#queue li.current[data-id="{body["id"]}"] >> text=audit')
+    note = page.wait_for_selector("#model-box [data-role=audit]")
+    assert f"the model already decided {body['verdict']}" in " ".join(note.text_content().split())
+    screenshot(page, "inspect-audit")
+    page.keyboard.press("Enter")
+    decision = wait_until(
+        lambda: Decision.objects.filter(capture_id=body["id"], audit_status="confirmed").first()
+    )
+    assert decision.verdict == body["verdict"] and decision.audited_by.username == "ines"
+    page.wait_for_selector("#queue-empty", state="visible")
+    page.wait_for_selector("#message >> text=Confirmed")
+    page.context.close()
