@@ -33,6 +33,23 @@ from vision.train import TrainConfig, train  # noqa: E402
 
 DATASETS = ROOT.parent / "shared" / "datasets"
 HELD_OUT_SEED = 424_242
+# Ground tiles have a fixed texture direction: no quarter turns.
+TILES_CONFIG = {"rotate": False}
+
+
+def _overrides(pairs: list[str]) -> dict:
+    """`--set key=value` pairs as TrainConfig fields, values parsed as JSON where they can be."""
+    fields = set(TrainConfig.__dataclass_fields__) - {"model"}
+    result = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if key not in fields:
+            raise SystemExit(f"--set {pair}: not a TrainConfig field ({', '.join(sorted(fields))})")
+        try:
+            result[key] = json.loads(value)
+        except json.JSONDecodeError:
+            result[key] = value
+    return result
 
 
 def _log(message: str) -> None:
@@ -47,13 +64,16 @@ def _epoch_printer(event: dict) -> None:
         )
 
 
-def synthetic(minutes: float, out: Path, train_count: int, eval_count: int) -> dict:
+def synthetic(
+    minutes: float, out: Path, train_count: int, eval_count: int, overrides: dict
+) -> dict:
     started = time.monotonic()
     items = synth_items(train_count, seed=0, size=(1024, 576))
     generated_s = time.monotonic() - started
     _log(f"synthetic: {train_count} phones generated in {generated_s:.0f}s; training")
     budget = max(0.5, minutes - generated_s / 60)
-    result = train(items, config=TrainConfig(minutes=budget, seed=0), progress=_epoch_printer)
+    config = TrainConfig(**{"minutes": budget, "seed": 0, **overrides})
+    result = train(items, config=config, progress=_epoch_printer)
     model_path = out / "synthetic.pt"
     result.save(model_path)
     total_s = time.monotonic() - started
@@ -61,7 +81,7 @@ def synthetic(minutes: float, out: Path, train_count: int, eval_count: int) -> d
     held_out = synth_items(eval_count, seed=HELD_OUT_SEED, size=(1024, 576))
     report = evaluate(predictor, held_out).metrics
     scratches = synth_items(
-        eval_count // 2, seed=HELD_OUT_SEED + 1, size=(1024, 576), defect_types=["scratch"]
+        eval_count, seed=HELD_OUT_SEED + 1, size=(1024, 576), defect_types=["scratch"]
     )
     scratch_report = evaluate(predictor, scratches, overlays_dir=out / "synthetic_overlays").metrics
     return {
@@ -70,17 +90,20 @@ def synthetic(minutes: float, out: Path, train_count: int, eval_count: int) -> d
         "train_seconds_including_data": round(total_s, 1),
         "stopped_because": result.stopped_because,
         "held_out": report,
+        "scratch_phones": eval_count,
         "scratch_region_recall": scratch_report["region_recall"],
         "scratch_flagged_recall": scratch_report["flagged_recall"],
+        "scratch_regions_off_defect": scratch_report["regions_off_defect"],
     }
 
 
-def tiles(minutes: float, out: Path) -> dict:
+def tiles(minutes: float, out: Path, overrides: dict) -> dict:
     items = read_manifest(DATASETS / "magnetic_tile_defect" / "manifest.csv")
     seen, unseen = split_items(items, fractions=(0.7, 0.3), seed=2026)
     _log(f"tiles: training on {len(seen)}, {len(unseen)} kept unseen")
     started = time.monotonic()
-    result = train(seen, config=TrainConfig(minutes=minutes, seed=0), progress=_epoch_printer)
+    config = TrainConfig(**{"minutes": minutes, "seed": 0, **TILES_CONFIG, **overrides})
+    result = train(seen, config=config, progress=_epoch_printer)
     model_path = out / "tiles.pt"
     result.save(model_path)
     train_s = time.monotonic() - started
@@ -115,17 +138,24 @@ def main() -> None:
     parser.add_argument("--train-count", type=int, default=360)
     parser.add_argument("--eval-count", type=int, default=300)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tiles-minutes", type=float, help="tiles budget (default: --minutes)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a TrainConfig field"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     wanted = set(args.only.split(","))
-    results: dict = {"threads": args.threads}
+    overrides = _overrides(args.set)
+    results: dict = {"threads": args.threads, "overrides": overrides}
     if "synthetic" in wanted:
-        results["synthetic"] = synthetic(args.minutes, out, args.train_count, args.eval_count)
+        results["synthetic"] = synthetic(
+            args.minutes, out, args.train_count, args.eval_count, overrides
+        )
     if "tiles" in wanted:
-        results["tiles"] = tiles(args.minutes, out)
+        results["tiles"] = tiles(args.tiles_minutes or args.minutes, out, overrides)
     if "phones" in wanted:
         results["phones"] = phones(out / "synthetic.pt", out)
     print(json.dumps(results, indent=2, default=float) if args.json else results)

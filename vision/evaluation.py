@@ -58,6 +58,7 @@ def evaluate(
     """Predict every item and measure. Pixel metrics use the items that have masks."""
     labels, scores, rows = [], [], []
     ious_pred, ious_true, defects_hit = [], [], []
+    clean_with_regions, regions_off_defect = [], []
     predict_ms = []
     per_type: dict[str, list[int]] = {}
     if overlays_dir is not None:
@@ -77,6 +78,8 @@ def evaluate(
             "defect_type": item.defect_type,
             **prediction.to_dict(),
         }
+        if not label:
+            clean_with_regions.append(bool(prediction.regions))
         if label:
             per_type.setdefault(item.defect_type or "defect", []).append(int(flagged))
         mask = item.load_mask() if (item.mask is not None or item.mask_path) else None
@@ -87,6 +90,10 @@ def evaluate(
                 hits, defects = _defects_hit(item, mask, prediction)
                 defects_hit.append((hits, defects))
                 row["regions_hit"] = f"{hits}/{defects}"
+                regions_off_defect.extend(
+                    not mask[y0:y1, x0:x1].any()
+                    for x0, y0, x1, y1 in (region.box for region in prediction.regions)
+                )
         if overlays_dir is not None:
             name = f"{index:04d}_{item.label}_{prediction.verdict}_{prediction.score:.2f}.png"
             (Path(overlays_dir) / name).write_bytes(_overlay_with_boxes(image, prediction))
@@ -128,6 +135,13 @@ def evaluate(
     }
     if ious_true:
         metrics["pixel_iou"] = pixel_iou(ious_pred, ious_true)
+    # What a lower region threshold costs: regions on clean images and beside the defects.
+    metrics["clean_images_with_regions"] = (
+        float(np.mean(clean_with_regions)) if clean_with_regions else None
+    )
+    metrics["regions_off_defect"] = (
+        float(np.mean(regions_off_defect)) if regions_off_defect else None
+    )
     if defects_hit:
         # Summed over the dataset: every true defect counts once, however many share an image.
         hits, defects = np.sum(defects_hit, axis=0)

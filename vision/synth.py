@@ -530,11 +530,20 @@ class _Scene:
         # Keep the far end on the screen by shortening the scratch, not by bending it back.
         limit_u = self.screen_half_w - 2 * width_px
         limit_v = self.screen_half_h - 2 * width_px
+
+        def room_along(du: float, dv: float) -> float:
+            return min(
+                (limit_u - u0 * math.copysign(1, du)) / max(abs(du), 1e-6),
+                (limit_v - v0 * math.copysign(1, dv)) / max(abs(dv), 1e-6),
+            )
+
         du, dv = math.cos(angle), math.sin(angle)
-        room = min(
-            (limit_u - u0 * math.copysign(1, du)) / max(abs(du), 1e-6),
-            (limit_v - v0 * math.copysign(1, dv)) / max(abs(dv), 1e-6),
-        )
+        room = room_along(du, dv)
+        if room < length and room_along(-du, -dv) > room:
+            # Started near an edge and heading off the screen: scratch the other way rather
+            # than leave a stub of a few pixels that no inspector would call a scratch.
+            du, dv = -du, -dv
+            room = room_along(du, dv)
         length = max(3.0, min(length, room))
         u2, v2 = u0 + du * length, v0 + dv * length
         bend = rng.uniform(-0.25, 0.25) * length

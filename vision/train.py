@@ -27,7 +27,7 @@ from torch.nn import functional as F
 
 from vision.artifacts import save_artifact
 from vision.datasets import Item, split_items
-from vision.metrics import auroc, average_precision, threshold_for_recall
+from vision.metrics import auroc, average_precision, connected_components, threshold_for_recall
 from vision.model import NORMALIZATION, ModelConfig, ScratchNet, build_model, images_to_tensor
 
 ProgressCallback = Callable[[dict[str, Any]], None]
@@ -56,19 +56,27 @@ class TrainConfig:
     seed: int = 0
     target_recall: float = 0.99
     target_precision: float = 0.99
-    region_threshold: float = 0.5
+    # Heatmap level at which a cell belongs to a region. None: calibrated on the clean
+    # validation images (see region_threshold_for).
+    region_threshold: float | None = None
     # Share of defect crops centred on a defect (the rest are random): defects are small, a
     # random crop would mostly show clean screen.
     defect_centred: float = 0.8
     # Share of clean crops taken where the model currently fires by mistake, re-mined every
     # epoch on `mine_images` training images.
     hard_negative_share: float = 0.5
+    # Share of defect crops centred on defect pixels the model still scores low (a scratch hugging
+    # the screen's edge looks like the rim's highlight), re-mined with the hard negatives.
+    hard_positive_share: float = 0.3
     # Defect cells are rare on phones (thin scratches): weigh them up. Datasets whose defects
     # cover large areas need less.
     positive_cell_weight: float = 10.0
     # Masks covering more than this share of their image are trained as bags (see _Sample).
     coarse_mask_fraction: float = 0.02
     mine_images: int = 48
+    # Quarter turns in augmentation (flips always). Off for surfaces whose texture has a fixed
+    # direction (ground magnetic tiles), where a turned crop shows a surface that never occurs.
+    rotate: bool = True
     threads: int | None = None
     device: str = "auto"
     max_steps: int | None = None  # hard cap for tests and smoke runs
@@ -190,8 +198,10 @@ def _augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return batch * gain * colour + offset + noise
 
 
-def _flip_rotate(image: np.ndarray, mask: np.ndarray | None, rng: random.Random) -> tuple:
-    turns = rng.randrange(4)
+def _flip_rotate(
+    image: np.ndarray, mask: np.ndarray | None, rng: random.Random, *, rotate: bool = True
+) -> tuple:
+    turns = rng.randrange(4) if rotate else 2 * rng.randrange(2)
     flip = rng.random() < 0.5
     image = np.rot90(image, turns)
     mask = None if mask is None else np.rot90(mask, turns)
@@ -262,10 +272,16 @@ class _Trainer:
         self.whole = [s for s in self.defects if s.pixel_mask is None and not s.boxes]
         self.croppable = [s for s in self.defects if s.pixel_mask is not None or s.boxes]
         self.hard_negatives: list[tuple[_Sample, tuple[int, int]]] = []
+        self.hard_positives: list[tuple[_Sample, tuple[int, int]]] = []
+        # Missed defects found so far, per sample: each epoch re-mines only a few images, so
+        # the pool keeps the others' misses until their image is looked at again.
+        self._missed: dict[int, list[tuple[_Sample, tuple[int, int]]]] = {}
 
     def _pick(self, *, defect: bool) -> tuple[_Sample, tuple[int, int] | None]:
         """A sample and where to centre its crop (None: anywhere)."""
         if defect:
+            if self.hard_positives and self.rng.random() < self.config.hard_positive_share:
+                return self.hard_positives[self.rng.randrange(len(self.hard_positives))]
             sample = self.croppable[self.rng.randrange(len(self.croppable))]
             if self.rng.random() < self.config.defect_centred:
                 pixels = sample.defect_pixels
@@ -280,13 +296,14 @@ class _Trainer:
     @torch.no_grad()
     def mine_hard_negatives(self) -> None:
         """Find where the model now fires on clean surface (screen edges, reflections, dust)
-        and crop there more often: random crops rarely land on those few confusing spots."""
+        and crop there more often: random crops rarely land on those few confusing spots.
+        With hard_positive_share, also find the defects it scores lowest (fine masks only)."""
         candidates = [s for s in self.samples if s.pixel_mask is not None]
         if not candidates:
             return
         chosen = self.rng.sample(candidates, min(len(candidates), self.config.mine_images))
         self.model.eval()
-        found = []
+        negatives = []
         for sample in chosen:
             logits, _ = self.model(images_to_tensor([sample.image]).to(self.device))
             height, width = sample.image.shape[:2]
@@ -294,19 +311,28 @@ class _Trainer:
             truth = _cell_targets(torch.from_numpy(sample.pixel_mask)[None], self.stride)[0, 0]
             # Cells next to a defect are not "clean": the defect may bleed into them.
             near_defect = F.max_pool2d(truth[None, None], 3, stride=1, padding=1)[0, 0] > 0
-            cells = cells.masked_fill(near_defect, float("-inf")).flatten()
-            for index in cells.topk(min(3, cells.numel())).indices.tolist():
-                if (
-                    torch.isfinite(cells[index]) and cells[index] > -2.0
-                ):  # p > 0.12: a real confusion
-                    row, col = divmod(index, truth.shape[1])
-                    centre = (
-                        row * self.stride + self.stride // 2,
-                        col * self.stride + self.stride // 2,
-                    )
-                    found.append((sample, centre))
-        self.hard_negatives = found
+            clean = cells.masked_fill(near_defect, float("-inf")).flatten()
+            for index in clean.topk(min(3, clean.numel())).indices.tolist():
+                if torch.isfinite(clean[index]) and clean[index] > -2.0:  # p > 0.12: confused
+                    negatives.append((sample, self._cell_centre(index, truth.shape[1])))
+            if self.config.hard_positive_share and truth.any() and not sample.coarse:
+                # A defect is missed when even its hottest cell stays below p = 0.5.
+                components, count = connected_components(truth.numpy() > 0)
+                missed = []
+                for label in range(1, count + 1):
+                    inside = torch.from_numpy(components == label)
+                    hottest = cells.masked_fill(~inside, float("-inf")).flatten()
+                    index = int(hottest.argmax())
+                    if hottest[index] < 0.0:
+                        missed.append((sample, self._cell_centre(index, truth.shape[1])))
+                self._missed[id(sample)] = missed
+        self.hard_negatives = negatives
+        self.hard_positives = [entry for missed in self._missed.values() for entry in missed]
         self.model.train()
+
+    def _cell_centre(self, index: int, columns: int) -> tuple[int, int]:
+        row, col = divmod(index, columns)
+        return row * self.stride + self.stride // 2, col * self.stride + self.stride // 2
 
     def batch_loss(self) -> torch.Tensor:
         config = self.config
@@ -319,7 +345,7 @@ class _Trainer:
                 # Rotating boxes is fiddly and their loss is loose anyway: keep their orientation.
                 image = np.ascontiguousarray(image)
             else:
-                image, mask = _flip_rotate(image, mask, self.rng)
+                image, mask = _flip_rotate(image, mask, self.rng, rotate=config.rotate)
             crops.append(image)
             masks.append(mask)
             boxes_list.append(boxes)
@@ -360,14 +386,18 @@ class _Trainer:
         return loss
 
     @torch.no_grad()
-    def scores(self, samples: Sequence[_Sample]) -> np.ndarray:
+    def scores(self, samples: Sequence[_Sample], *, hottest: bool = False):
+        """Image scores; with hottest=True also each image's hottest heatmap cell."""
         self.model.eval()
-        result = []
+        result, peaks = [], []
         for sample in samples:
-            _, image_logit = self.model(images_to_tensor([sample.image]).to(self.device))
+            logits, image_logit = self.model(images_to_tensor([sample.image]).to(self.device))
+            height, width = sample.image.shape[:2]
+            cells = logits[0, 0, : -(-height // self.stride), : -(-width // self.stride)]
             result.append(torch.sigmoid(image_logit).item())
+            peaks.append(torch.sigmoid(cells.max()).item())
         self.model.train()
-        return np.array(result)
+        return (np.array(result), np.array(peaks)) if hottest else np.array(result)
 
 
 def _validation_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
@@ -413,6 +443,30 @@ def calibrate_thresholds(
         "target_recall": target_recall,
         "target_precision": target_precision,
     }
+
+
+REGION_THRESHOLD_RANGE = (0.25, 0.5)
+# Share of clean validation images allowed to show a region at the calibrated level.
+CLEAN_IMAGES_WITH_REGIONS = 0.02
+
+
+def region_threshold_for(clean_peaks: np.ndarray, configured: float | None = None) -> float:
+    """The heatmap level that makes a region, from the hottest cell of each clean validation
+    image: the lowest level that at most CLEAN_IMAGES_WITH_REGIONS of them reach.
+
+    Regions are where an inspector looks, so a faint second scratch beside an obvious one should
+    be outlined, while clean phones should show nothing. Kept within REGION_THRESHOLD_RANGE: a
+    model that fires on clean surface does not paint every speck (at most 0.5), and a tiny or
+    unlucky validation split does not outline sensor noise (at least 0.25).
+    """
+    if configured is not None:
+        return float(configured)
+    low, high = REGION_THRESHOLD_RANGE
+    clean_peaks = np.asarray(clean_peaks, dtype=float)
+    if not clean_peaks.size:
+        return high
+    level = float(np.quantile(clean_peaks, 1.0 - CLEAN_IMAGES_WITH_REGIONS, method="higher"))
+    return float(min(high, max(low, np.nextafter(level, 1.0))))
 
 
 def _progress(step: int, total_steps: int, started: float, budget_s: float) -> float:
@@ -548,7 +602,7 @@ def train(
     if best_state is not None:
         trainer.model.load_state_dict(best_state)
     trainer.model.eval()
-    val_scores = trainer.scores(val_samples)
+    val_scores, val_peaks = trainer.scores(val_samples, hottest=True)
     trainer.model.eval()
     thresholds = calibrate_thresholds(
         val_labels,
@@ -564,7 +618,9 @@ def train(
         "stride": config.model.stride,
         "input_size": {"train_crop": config.crop, "example_hw": list(sizes[len(sizes) // 2])},
         "thresholds": thresholds,
-        "region_threshold": config.region_threshold,
+        "region_threshold": region_threshold_for(
+            val_peaks[val_labels == 0], config.region_threshold
+        ),
         "train_config": config.to_dict(),
         "training_data": {
             "hash": data_hash(train_items),

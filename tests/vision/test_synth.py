@@ -91,6 +91,18 @@ def test_scratches_are_thin_strokes_at_full_size():
         )
 
 
+def test_no_scratch_is_a_stub_clipped_at_the_screen_edge():
+    """A scratch starting near an edge runs onto the screen, not off it into a 3-pixel stub."""
+    lengths = []
+    for seed in range(60):
+        phone = synth_phone(seed=seed, size=(512, 288), defect_types=["scratch"])
+        (scratch,) = phone.defects
+        x0, y0, x1, y1 = scratch.box
+        lengths.append(max(x1 - x0, y1 - y0))
+    # The shortest drawn scratch is 20 px at 1024 px wide: 10 px here, less anti-aliasing.
+    assert min(lengths) >= 8, sorted(lengths)[:5]
+
+
 def test_lighting_changes_brightness_and_colour():
     base = image_stats(synth_phone(seed=5, size=SMALL, lighting=Lighting()).image)
     bright = image_stats(synth_phone(seed=5, size=SMALL, lighting=Lighting(brightness=1.4)).image)

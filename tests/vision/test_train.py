@@ -4,15 +4,20 @@ import torch
 
 from vision.artifacts import load_artifact
 from vision.datasets import Item
+from vision.inference import Predictor, heatmap_regions
+from vision.metrics import connected_components
 from vision.synth import synth_items
 from vision.train import (
+    REGION_THRESHOLD_RANGE,
     TrainConfig,
     TrainingCancelled,
     TrainingDataError,
     _box_bag_loss,
     _load_sample,
     _mask_bag_loss,
+    _Trainer,
     calibrate_thresholds,
+    region_threshold_for,
     train,
 )
 
@@ -106,6 +111,31 @@ def test_thresholds_keep_the_target_recall_and_leave_a_margin():
     assert (scores[labels == 1] >= thresholds["pass"]).mean() >= 0.99
 
 
+def test_region_threshold_sits_just_above_the_hottest_clean_validation_images():
+    low, high = REGION_THRESHOLD_RANGE
+    clean_peaks = np.linspace(0.05, 0.30, 100)  # the two hottest: 0.2975 and 0.30
+    level = region_threshold_for(clean_peaks)
+    assert 0.29 < level <= 0.3
+    assert np.mean(clean_peaks >= level) <= 0.02  # at most 2% of clean images show a region
+    assert region_threshold_for(np.full(50, 0.02)) == low  # sensor noise is never outlined
+    assert region_threshold_for(np.full(50, 0.9)) == high  # a noisy model still shows strokes
+    assert region_threshold_for(np.array([])) == high
+    assert region_threshold_for(clean_peaks, configured=0.6) == 0.6
+
+
+def test_artifact_region_threshold_is_calibrated_and_outlines_what_reaches_it(tiny_artifact):
+    predictor = Predictor.from_artifact(tiny_artifact)
+    low, high = REGION_THRESHOLD_RANGE
+    assert low <= predictor.region_threshold <= high
+    heatmap = np.zeros((4, 6), dtype=np.float32)
+    heatmap[1, 2] = predictor.region_threshold
+    heatmap[3, 5] = predictor.region_threshold - 0.01
+    regions = heatmap_regions(
+        heatmap, stride=8, image_size=(48, 32), threshold=predictor.region_threshold
+    )
+    assert [region.box for region in regions] == [(16, 8, 24, 16)]
+
+
 def test_overlapping_classes_leave_an_uncertain_band():
     rng = np.random.default_rng(0)
     labels = np.array([0] * 200 + [1] * 200)
@@ -136,3 +166,29 @@ def test_a_mask_over_a_large_area_trains_as_a_bag_not_cell_by_cell():
     assert _mask_bag_loss(one_hot_cell, truth) < 0.05
     assert _mask_bag_loss(one_hot_cell, truth) < _mask_bag_loss(all_cold, truth)
     assert _mask_bag_loss(fires_outside, truth) > _mask_bag_loss(all_cold, truth)
+
+
+def test_missed_defects_are_mined_as_hard_positives_until_the_model_finds_them():
+    items = synth_items(6, seed=3, size=(128, 72), defect_rate=1.0)
+    samples = [_load_sample(item) for item in items]
+    config = TrainConfig(hard_positive_share=1.0, mine_images=6, crop=64, seed=5)
+    trainer = _Trainer(samples, config, torch.device("cpu"))
+    head = trainer.model.head
+    torch.nn.init.zeros_(head.weight)
+
+    torch.nn.init.constant_(head.bias, -4.0)  # sees nothing: every defect is missed
+    trainer.mine_hard_negatives()
+    defects = sum(connected_components(_cell_map(s))[1] for s in samples)
+    assert len(trainer.hard_positives) == defects > 0
+    sample, (y, x) = trainer._pick(defect=True)
+    near = sample.pixel_mask[max(0, y - 8) : y + 8, max(0, x - 8) : x + 8]
+    assert near.any()  # the crop is centred on the missed defect
+
+    torch.nn.init.constant_(head.bias, 4.0)  # now every defect shows
+    trainer.mine_hard_negatives()
+    assert trainer.hard_positives == []
+
+
+def _cell_map(sample) -> np.ndarray:
+    mask = torch.from_numpy(sample.pixel_mask)[None, None].float()
+    return (torch.nn.functional.max_pool2d(mask, 8, 8, ceil_mode=True)[0, 0] > 0).numpy()
