@@ -77,6 +77,9 @@ class TrainConfig:
     # Quarter turns in augmentation (flips always). Off for surfaces whose texture has a fixed
     # direction (ground magnetic tiles), where a turned crop shows a surface that never occurs.
     rotate: bool = True
+    # Zoom augmentation: each batch is cropped at crop * exp(U(-j, j)) and resized to `crop`,
+    # for parts photographed at varying distances or downscaled (0: off).
+    scale_jitter: float = 0.0
     threads: int | None = None
     device: str = "auto"
     max_steps: int | None = None  # hard cap for tests and smoke runs
@@ -157,8 +160,12 @@ def _crop(sample: _Sample, size: int, rng: random.Random, centre: tuple[int, int
         top = int(cy) - size // 2 + rng.randint(-size // 4, size // 4)
         left = int(cx) - size // 2 + rng.randint(-size // 4, size // 4)
     else:
-        top = rng.randint(0, max(0, height - size))
-        left = rng.randint(0, max(0, width - size))
+        # Overshoot, then clamp: a quarter crop's worth of positions falls on each border.
+        # Uniform positions would show an image's border in almost no clean crop, while crops
+        # centred on a defect at the edge (a chipped tile) show it every time, and the model
+        # would learn "border means defect".
+        top = rng.randint(-size // 4, max(0, height - size) + size // 4)
+        left = rng.randint(-size // 4, max(0, width - size) + size // 4)
     top = min(max(0, top), max(0, height - size))
     left = min(max(0, left), max(0, width - size))
     image = sample.image[top : top + size, left : left + size]
@@ -209,6 +216,17 @@ def _flip_rotate(
         image = image[:, ::-1]
         mask = None if mask is None else mask[:, ::-1]
     return np.ascontiguousarray(image), None if mask is None else np.ascontiguousarray(mask)
+
+
+def _resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """A square bool mask resized to size x size; a thin stroke survives shrinking (a pixel is a
+    defect when any pixel it covers was)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(mask)).float()[None, None]
+    if mask.shape[0] > size:
+        tensor = F.adaptive_max_pool2d(tensor, size)
+    else:
+        tensor = F.interpolate(tensor, size=(size, size), mode="nearest")
+    return tensor[0, 0].numpy() > 0
 
 
 def _cell_targets(mask: torch.Tensor, stride: int) -> torch.Tensor:
@@ -337,9 +355,17 @@ class _Trainer:
     def batch_loss(self) -> torch.Tensor:
         config = self.config
         crops, masks, boxes_list, labels, coarse = [], [], [], [], []
+        source = config.crop
+        if config.scale_jitter:
+            zoom = math.exp(self.rng.uniform(-config.scale_jitter, config.scale_jitter))
+            source = max(self.stride, round(config.crop * zoom))
         for index in range(config.batch_size):
             sample, centre = self._pick(defect=index % 2 == 0 and bool(self.croppable))
-            image, mask, boxes, label = _crop(sample, config.crop, self.rng, centre)
+            image, mask, boxes, label = _crop(sample, source, self.rng, centre)
+            if source != config.crop:
+                factor = config.crop / source
+                mask = None if mask is None else _resize_mask(mask, config.crop)
+                boxes = tuple(tuple(int(round(value * factor)) for value in box) for box in boxes)
             coarse.append(sample.coarse)
             if boxes:
                 # Rotating boxes is fiddly and their loss is loose anyway: keep their orientation.
@@ -350,7 +376,12 @@ class _Trainer:
             masks.append(mask)
             boxes_list.append(boxes)
             labels.append(label)
-        batch = _augment(images_to_tensor(crops), self.generator).to(self.device)
+        batch = images_to_tensor(crops)
+        if source != config.crop:
+            batch = F.interpolate(
+                batch, size=(config.crop, config.crop), mode="bilinear", antialias=True
+            ).contiguous(memory_format=torch.channels_last)
+        batch = _augment(batch, self.generator).to(self.device)
         logits, image_logits = self.model(batch)
         target_labels = torch.tensor(labels, dtype=torch.float32, device=self.device)
         loss = F.binary_cross_entropy_with_logits(image_logits, target_labels)

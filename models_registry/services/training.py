@@ -47,7 +47,11 @@ _CONFIG_FIELDS = {
     "threads",
     "positive_cell_weight",
     "hard_negative_share",
+    "hard_positive_share",
     "mine_images",
+    "rotate",
+    "scale_jitter",
+    "region_threshold",
 }
 
 

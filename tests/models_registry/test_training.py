@@ -143,6 +143,18 @@ def test_start_refuses_bad_input(line):
         services.training_run_start(
             user=None, data_source="synthetic", synthetic_count=16, benchmark="imagenet"
         )
+    assert not TrainingRun.objects.exists()
+
+
+def test_surface_settings_reach_the_trainer(line):
+    """A supervisor training on a directional texture turns quarter turns off, and can fix the
+    region threshold or the hard-positive share; the worker builds its TrainConfig from them."""
+    settings_ = {"rotate": False, "hard_positive_share": 0.1, "region_threshold": 0.4}
+    run = services.training_run_start(
+        user=None, data_source="synthetic", synthetic_count=16, config={**settings_, **TINY}
+    )
+    config = training_services._train_config(run)
+    assert (config.rotate, config.hard_positive_share, config.region_threshold) == (False, 0.1, 0.4)
 
 
 def test_auto_retrain_starts_a_run_when_enough_reviewed_labels_arrived(line, monkeypatch):

@@ -15,6 +15,7 @@ from vision.train import (
     _box_bag_loss,
     _load_sample,
     _mask_bag_loss,
+    _resize_mask,
     _Trainer,
     calibrate_thresholds,
     region_threshold_for,
@@ -192,3 +193,16 @@ def test_missed_defects_are_mined_as_hard_positives_until_the_model_finds_them()
 def _cell_map(sample) -> np.ndarray:
     mask = torch.from_numpy(sample.pixel_mask)[None, None].float()
     return (torch.nn.functional.max_pool2d(mask, 8, 8, ceil_mode=True)[0, 0] > 0).numpy()
+
+
+def test_zoom_augmentation_keeps_thin_strokes_in_the_targets():
+    stroke = np.zeros((240, 240), dtype=bool)
+    stroke[100, 20:200] = True  # one pixel wide
+    shrunk = _resize_mask(stroke, 192)
+    assert shrunk.shape == (192, 192) and shrunk.any(axis=1).sum() == 1
+    assert shrunk.sum() >= 140
+    grown = _resize_mask(stroke[:160, :160], 192)
+    assert grown.shape == (192, 192) and grown.any()
+    config = TrainConfig(max_steps=4, steps_per_epoch=2, batch_size=4, crop=64, scale_jitter=0.3)
+    result = train(synth_items(12, seed=2, size=(128, 72)), config=config)
+    assert result.metadata["train_config"]["scale_jitter"] == 0.3
