@@ -312,7 +312,7 @@ class _Trainer:
         return pool[self.rng.randrange(len(pool))], None
 
     @torch.no_grad()
-    def mine_hard_negatives(self) -> None:
+    def mine_hard_examples(self) -> None:
         """Find where the model now fires on clean surface (screen edges, reflections, dust)
         and crop there more often: random crops rarely land on those few confusing spots.
         With hard_positive_share, also find the defects it scores lowest (fine masks only)."""
@@ -578,7 +578,7 @@ def train(
     for epoch in range(1, config.max_epochs + 1):
         epoch_losses = []
         if epoch > 1:
-            trainer.mine_hard_negatives()
+            trainer.mine_hard_examples()
         for _ in range(config.steps_per_epoch):
             if stop():
                 raise TrainingCancelled(f"cancelled at epoch {epoch}, step {step}")

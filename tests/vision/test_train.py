@@ -178,7 +178,7 @@ def test_missed_defects_are_mined_as_hard_positives_until_the_model_finds_them()
     torch.nn.init.zeros_(head.weight)
 
     torch.nn.init.constant_(head.bias, -4.0)  # sees nothing: every defect is missed
-    trainer.mine_hard_negatives()
+    trainer.mine_hard_examples()
     defects = sum(connected_components(_cell_map(s))[1] for s in samples)
     assert len(trainer.hard_positives) == defects > 0
     sample, (y, x) = trainer._pick(defect=True)
@@ -186,7 +186,7 @@ def test_missed_defects_are_mined_as_hard_positives_until_the_model_finds_them()
     assert near.any()  # the crop is centred on the missed defect
 
     torch.nn.init.constant_(head.bias, 4.0)  # now every defect shows
-    trainer.mine_hard_negatives()
+    trainer.mine_hard_examples()
     assert trainer.hard_positives == []
 
 
