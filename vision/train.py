@@ -417,8 +417,8 @@ class _Trainer:
         return loss
 
     @torch.no_grad()
-    def scores(self, samples: Sequence[_Sample], *, hottest: bool = False):
-        """Image scores; with hottest=True also each image's hottest heatmap cell."""
+    def scores(self, samples: Sequence[_Sample]) -> tuple[np.ndarray, np.ndarray]:
+        """Each image's score and its hottest heatmap cell (both probabilities)."""
         self.model.eval()
         result, peaks = [], []
         for sample in samples:
@@ -428,7 +428,7 @@ class _Trainer:
             result.append(torch.sigmoid(image_logit).item())
             peaks.append(torch.sigmoid(cells.max()).item())
         self.model.train()
-        return (np.array(result), np.array(peaks)) if hottest else np.array(result)
+        return np.array(result), np.array(peaks)
 
 
 def _validation_metrics(labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
@@ -605,7 +605,7 @@ def train(
             )
             if step >= total_steps or elapsed >= budget_s:
                 break
-        val_scores = trainer.scores(val_samples)
+        val_scores, _ = trainer.scores(val_samples)
         metrics = _validation_metrics(val_labels, val_scores)
         entry = {
             "epoch": epoch,
@@ -633,7 +633,7 @@ def train(
     if best_state is not None:
         trainer.model.load_state_dict(best_state)
     trainer.model.eval()
-    val_scores, val_peaks = trainer.scores(val_samples, hottest=True)
+    val_scores, val_peaks = trainer.scores(val_samples)
     trainer.model.eval()
     thresholds = calibrate_thresholds(
         val_labels,
