@@ -5,7 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from config.errors import json_not_found
+from core.errors import json_not_found
 from inspection import views as inspection_views
 
 urlpatterns = [
@@ -26,5 +26,5 @@ urlpatterns = [
     re_path(r"^api/", json_not_found),
 ]
 
-handler404 = "config.errors.handler404"
-handler500 = "config.errors.handler500"
+handler404 = "core.errors.handler404"
+handler500 = "core.errors.handler500"

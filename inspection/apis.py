@@ -21,16 +21,17 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.errors import ApplicationError
-from inspection import events, selectors, services
-from inspection.models import AutomationLevel, DecisionStatus, Verdict
-from inspection.permissions import (
+from core.errors import ApplicationError
+from core.models import AutomationLevel, Verdict
+from core.permissions import (
     IsInspector,
     IsStation,
     IsStationOrStaff,
     IsSupervisor,
     is_station,
 )
+from inspection import events, selectors, services
+from inspection.models import DecisionStatus
 from models_registry import serving
 
 logger = logging.getLogger(__name__)

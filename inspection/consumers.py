@@ -5,10 +5,10 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from core.authentication import station_for_token
+from core.models import ProductionLine
+from core.roles import Role, user_has_role
 from inspection import events
-from inspection.authentication import station_for_token
-from inspection.models import ProductionLine
-from inspection.roles import Role, user_has_role
 
 # Close codes (4000-4999 are the application's): the client can tell why it was refused.
 CLOSE_UNAUTHENTICATED = 4401

@@ -1,4 +1,4 @@
-"""Production lines, stations, captures, model predictions and the decision on each capture."""
+"""Captures, model predictions and the decision on each capture."""
 
 import uuid
 
@@ -6,96 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-
-class AutomationLevel(models.TextChoices):
-    MANUAL = "manual", "Manual: a human decides every capture"
-    SHADOW = "shadow", "Shadow: the model runs hidden, a human decides"
-    ASSISTED = "assisted", "Assisted: a human decides, seeing the model's output"
-    PARTIAL = "partial", "Partial: the model decides when confident"
-    FULL = "full", "Full: the model decides, a sample is audited"
-
-
-class Verdict(models.TextChoices):
-    PASS = "pass", "Pass"
-    FAIL = "fail", "Fail"
-
-
-class ProductionLine(models.Model):
-    code = models.SlugField(max_length=32, unique=True)
-    name = models.CharField(max_length=120)
-    automation_level = models.CharField(
-        max_length=16, choices=AutomationLevel.choices, default=AutomationLevel.MANUAL
-    )
-    # Scores below pass_threshold are confident passes, at or above fail_threshold confident fails.
-    pass_threshold = models.FloatField(default=0.3)
-    fail_threshold = models.FloatField(default=0.7)
-    audit_percent = models.FloatField(default=2.0)
-    # The guard rail before the model may decide (partial/full): at least this many human
-    # decisions where the model gave a confident verdict (shadow or assisted), agreeing this often.
-    min_shadow_captures = models.PositiveIntegerField(default=200)
-    min_agreement_percent = models.FloatField(default=95.0)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["code"]
-        constraints = [
-            models.CheckConstraint(
-                condition=Q(pass_threshold__gte=0)
-                & Q(fail_threshold__lte=1)
-                & Q(pass_threshold__lte=models.F("fail_threshold")),
-                name="line_thresholds_ordered",
-            ),
-            models.CheckConstraint(
-                condition=Q(audit_percent__gte=0) & Q(audit_percent__lte=100),
-                name="line_audit_percent_range",
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return self.code
-
-
-class LineSettingsChange(models.Model):
-    """One audited change of a line's settings: who, when, and each field's old and new value."""
-
-    line = models.ForeignKey(ProductionLine, on_delete=models.CASCADE, related_name="changes")
-    changed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    changed_at = models.DateTimeField(auto_now_add=True)
-    changes = models.JSONField()  # {"field": {"old": ..., "new": ...}}
-
-    class Meta:
-        ordering = ["-changed_at", "-id"]
-
-    def __str__(self) -> str:
-        return f"{self.line} changed {', '.join(self.changes)}"
-
-
-class Station(models.Model):
-    line = models.ForeignKey(ProductionLine, on_delete=models.PROTECT, related_name="stations")
-    name = models.CharField(max_length=64)
-    # Only a SHA-256 of the token is kept; the token itself is shown once, at creation.
-    token_hash = models.CharField(max_length=64, unique=True)
-    token_prefix = models.CharField(max_length=8)
-    is_active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_seen_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["line__code", "name"]
-        constraints = [
-            models.UniqueConstraint(fields=["line", "name"], name="station_name_unique_per_line")
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.line.code}/{self.name}"
-
-    @property
-    def is_authenticated(self) -> bool:
-        # DRF and Channels ask the authenticated principal this.
-        return True
+from core.models import ProductionLine, Station, Verdict
+from inspection.choices import DecisionReason
 
 
 class Capture(models.Model):
@@ -192,8 +104,10 @@ class Decision(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     decided_at = models.DateTimeField(null=True, blank=True)
-    # Why the policy routed it this way (see inspection.policy.Reason), and any serving error.
-    reason = models.CharField(max_length=24)
+    # Why the policy routed it this way (inspection.policy.decide), and any serving error.
+    reason = models.CharField(max_length=24, choices=DecisionReason.choices)
+    # Whether the inspector is shown the model's verdict and regions (the policy says so).
+    model_shown = models.BooleanField(default=False)
     detail = models.TextField(blank=True)
     # The prediction the decision rests on or was shown with (production or canary).
     acting_prediction = models.ForeignKey(

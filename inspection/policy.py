@@ -12,6 +12,11 @@ The table in shared/ARCHITECTURE.md, as code:
 | `full`     | yes        | model: pass below pass_threshold, fail otherwise (an unsure    |
 |            |            | phone is rejected); an audit sample also goes to a human       |
 
+This module is the one home of these rules: it answers who decides, the verdict, the model's
+own reading of the score on the line's thresholds, whether the inspector sees the model, and
+why; the services store that answer and the pages read what was stored. It also says which
+levels let the model decide and which decisions count for the guard rail.
+
 The canary model acts, instead of production, for a stable fraction of captures: those whose
 id hashes below `canary_percent`. The audit sample uses an independent hash. Without a usable
 model (none deployed, or its artifact failed to load or predict), a human decides.
@@ -20,28 +25,34 @@ model (none deployed, or its artifact failed to load or predict), a human decide
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 
+from core.choices import AutomationLevel as Level
+from inspection.choices import DecisionReason as Reason
 
-class Level(StrEnum):
-    MANUAL = "manual"
-    SHADOW = "shadow"
-    ASSISTED = "assisted"
-    PARTIAL = "partial"
-    FULL = "full"
-
-
-class Reason(StrEnum):
-    MANUAL = "manual"  # the line is manual
-    SHADOW = "shadow"  # the model ran hidden
-    ASSISTED = "assisted"  # a human decides with the model's help
-    CONFIDENT = "confident"  # the model was sure enough to decide
-    UNCERTAIN = "uncertain"  # between the thresholds: a human decides
-    FULL = "full"  # full automation: the model decides
-    NO_MODEL = "no_model"  # no model deployed, or it failed: a human decides
-
-
+# Levels at which the model runs, and those at which it decides (the guard rail guards these).
 MODEL_LEVELS = frozenset({Level.SHADOW, Level.ASSISTED, Level.PARTIAL, Level.FULL})
+MODEL_DECIDING_LEVELS = frozenset({Level.PARTIAL, Level.FULL})
+# Human decisions beside a model verdict the human did not have to follow: the model ran hidden
+# (shadow) or was shown (assisted). The guard rail's agreement counts these.
+GUARD_RAIL_REASONS = frozenset({Reason.SHADOW, Reason.ASSISTED})
+# Decisions whose inspector saw the model's verdict and regions.
+MODEL_SHOWN_REASONS = frozenset({Reason.ASSISTED, Reason.CONFIDENT, Reason.UNCERTAIN, Reason.FULL})
+_LEVEL_ORDER = list(Level)  # manual < shadow < assisted < partial < full
+
+
+def level_needs_guard_rail(*, current: str, new: str) -> bool:
+    """Whether moving a line from `current` up to `new` lets the model decide there."""
+    rises = _LEVEL_ORDER.index(Level(new)) > _LEVEL_ORDER.index(Level(current))
+    return new in MODEL_DECIDING_LEVELS and rises
+
+
+def model_verdict(score: float, *, pass_threshold: float, fail_threshold: float) -> str:
+    """The model's reading of a score on the line's thresholds: pass, fail or uncertain."""
+    if score >= fail_threshold:
+        return "fail"
+    if score < pass_threshold:
+        return "pass"
+    return "uncertain"
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,8 @@ class Routing:
     acting_role: str | None  # the role whose prediction decides or is shown; None if none
     show_model: bool  # whether the inspector sees the model's output
     audit: bool = False  # a model decision that a human also reviews
+    # The acting model's reading on the line's thresholds ("" when no model acted).
+    model_verdict: str = ""
 
     @property
     def pending(self) -> bool:
@@ -116,17 +129,31 @@ def decide(line: LineSettings, predictions: Iterable[ModelScore], capture_id: ob
     if acting is None:
         return Routing("human", None, Reason.NO_MODEL, None, show_model=False)
 
+    reading = model_verdict(
+        acting.score, pass_threshold=line.pass_threshold, fail_threshold=line.fail_threshold
+    )
+
+    def route(decided_by: str, verdict: str | None, reason: Reason, audit: bool = False):
+        return Routing(
+            decided_by,
+            verdict,
+            reason,
+            acting.role,
+            show_model=reason in MODEL_SHOWN_REASONS,
+            audit=audit,
+            model_verdict=reading,
+        )
+
     if level == Level.SHADOW:
-        return Routing("human", None, Reason.SHADOW, acting.role, show_model=False)
+        return route("human", None, Reason.SHADOW)
     if level == Level.ASSISTED:
-        return Routing("human", None, Reason.ASSISTED, acting.role, show_model=True)
+        return route("human", None, Reason.ASSISTED)
     if level == Level.PARTIAL:
-        if acting.score < line.pass_threshold:
-            return Routing("model", "pass", Reason.CONFIDENT, acting.role, show_model=True)
-        if acting.score >= line.fail_threshold:
-            return Routing("model", "fail", Reason.CONFIDENT, acting.role, show_model=True)
-        return Routing("human", None, Reason.UNCERTAIN, acting.role, show_model=True)
+        if reading == "uncertain":
+            return route("human", None, Reason.UNCERTAIN)
+        return route("model", reading, Reason.CONFIDENT)
     # FULL: the model decides everything; only a confident pass passes.
-    verdict = "pass" if acting.score < line.pass_threshold else "fail"
-    audit = audit_selected(capture_id, line.audit_percent)
-    return Routing("model", verdict, Reason.FULL, acting.role, show_model=True, audit=audit)
+    verdict = "pass" if reading == "pass" else "fail"
+    return route(
+        "model", verdict, Reason.FULL, audit=audit_selected(capture_id, line.audit_percent)
+    )

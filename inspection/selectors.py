@@ -8,28 +8,20 @@ from typing import Any
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.db.models.functions import Coalesce
 
-from config.errors import ApplicationError
+from core.errors import ApplicationError
+from core.models import LineSettingsChange, ProductionLine, Station
+from core.selectors import line_get  # noqa: F401 (the capture flow reads lines here too)
+from inspection import policy
 from inspection.models import (
     HUMAN_JUDGED,
     AuditStatus,
     Capture,
     Decision,
     DecisionStatus,
-    LineSettingsChange,
     Prediction,
-    ProductionLine,
-    Station,
 )
+from models_registry import evidence
 from models_registry.models import Deployment
-
-
-def line_get(*, code: str) -> ProductionLine:
-    line = ProductionLine.objects.filter(code=code).first()
-    if line is None:
-        raise ApplicationError(
-            f"Unknown production line {code!r}.", code="unknown_line", status=404
-        )
-    return line
 
 
 def line_list() -> QuerySet[ProductionLine]:
@@ -92,10 +84,6 @@ def capture_decision_status(*, capture_id: Any) -> str | None:
 # --- The inspector's queue, shift figures, and the supervisor's view of each line ---
 
 INSPECTOR_QUEUE_LIMIT = 200
-# Reasons whose human decisions compare the human with a confident model verdict: the model
-# ran hidden (shadow) or was shown (assisted). The guard rail counts these.
-GUARD_RAIL_REASONS = ("shadow", "assisted")
-MODEL_DECIDING_LEVELS = ("partial", "full")
 # Awaiting a human: a pending decision, or a model decision pending its audit review.
 AWAITS_HUMAN = Q(status=DecisionStatus.PENDING) | Q(audit_status=AuditStatus.PENDING)
 
@@ -208,10 +196,10 @@ def line_agreement(*, line: ProductionLine, last: int = 200, reasons: Any = None
         decisions = decisions.filter(reason__in=reasons)
     recent = list(
         decisions.order_by(Coalesce("audited_at", "decided_at").desc()).values_list(
-            "overrode_model", "reason"
+            "overrode_model", "model_shown"
         )[:last]
     )
-    shown = [overrode for overrode, reason in recent if reason != "shadow"]
+    shown = [overrode for overrode, model_shown in recent if model_shown]
     return Agreement(
         compared=len(recent),
         agreeing=sum(1 for overrode, _ in recent if not overrode),
@@ -234,7 +222,7 @@ class GuardRail:
 def line_guard_rail(*, line: ProductionLine) -> GuardRail:
     """Whether the line may move to a level where the model decides (partial, full)."""
     needed = line.min_shadow_captures
-    agreement = line_agreement(line=line, last=max(needed, 1), reasons=GUARD_RAIL_REASONS)
+    agreement = line_agreement(line=line, last=max(needed, 1), reasons=policy.GUARD_RAIL_REASONS)
     percent = agreement.agreement_percent
     rule = (
         f"The model may decide on {line.code} only after at least {needed} human decisions "
@@ -293,3 +281,60 @@ def line_overview(*, now: datetime) -> list[LineOverview]:
 
 def recent_line_changes(*, limit: int = 30) -> QuerySet[LineSettingsChange]:
     return LineSettingsChange.objects.select_related("line", "changed_by")[:limit]
+
+
+# The registry's evidence on deployments (models_registry.evidence): decisions joined with them.
+
+
+def canary_record(*, deployment: Deployment) -> evidence.CanaryRecord:
+    """How often inspectors went against the canary's verdicts since it was deployed."""
+    # Human verdicts next to its output, and audit reviews of its own decisions (in `full`).
+    rows = Decision.objects.filter(
+        HUMAN_JUDGED,
+        capture__line_id=deployment.line_id,
+        acting_prediction__role="canary",
+        acting_prediction__model_version_id=deployment.model_version_id,
+        overrode_model__isnull=False,
+        decided_at__gte=deployment.deployed_at,
+    ).values_list("overrode_model", flat=True)
+    overrides = list(rows)
+    return evidence.CanaryRecord(compared=len(overrides), overrides=sum(1 for o in overrides if o))
+
+
+def shadow_agreement(
+    *, line: Any, model_version: Any, bucket_hours: int = 1, last: int = 5000
+) -> list[evidence.AgreementBucket]:
+    """The shadow model's verdicts next to the acting model's and the inspectors', per time
+    bucket (newest first), over its last `last` shadow predictions on the line."""
+    shadow = list(
+        Prediction.objects.filter(capture__line=line, role="shadow", model_version=model_version)
+        .order_by("-capture__received_at")
+        .values_list("capture_id", "verdict", "capture__received_at")[:last]
+    )
+    capture_ids = [row[0] for row in shadow]
+    acting = dict(
+        Prediction.objects.filter(capture_id__in=capture_ids, role__in=("production", "canary"))
+        .exclude(role="shadow")
+        .values_list("capture_id", "verdict")
+    )
+    # The verdict in force where a human judged (an audit review confirms or overrides).
+    human = dict(
+        Decision.objects.filter(HUMAN_JUDGED, capture_id__in=capture_ids).values_list(
+            "capture_id", "verdict"
+        )
+    )
+    buckets: dict[Any, list[int]] = {}
+    for capture_id, verdict, received_at in shadow:
+        start = received_at.replace(minute=0, second=0, microsecond=0)
+        start = start.replace(hour=start.hour - start.hour % bucket_hours)
+        counts = buckets.setdefault(start, [0, 0, 0, 0, 0])
+        counts[0] += 1
+        if capture_id in acting:
+            counts[1] += 1
+            counts[2] += acting[capture_id] == verdict
+        if capture_id in human and verdict in ("pass", "fail"):
+            counts[3] += 1
+            counts[4] += human[capture_id] == verdict
+    return [
+        evidence.AgreementBucket(start, *counts) for start, counts in sorted(buckets.items())[::-1]
+    ]

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from inspection import services
+from inspection.services import predictions, rescoring
 
 
 @shared_task(
@@ -14,5 +14,15 @@ from inspection import services
 )
 def capture_predict_offline(capture_id: str, role: str = "shadow") -> int | None:
     """Run a non-acting model (shadow) on a stored capture, off the station's request path."""
-    prediction = services.prediction_record_offline(capture_id=capture_id, role=role)
+    prediction = predictions.prediction_record_offline(capture_id=capture_id, role=role)
     return prediction.pk if prediction else None
+
+
+# The name is the registry's: the registry queues the job (models_registry.services.batch) and
+# the scoring, which reads captures, runs here.
+@shared_task(name="models_registry.batch_predict_execute", bind=True, acks_late=True)
+def batch_predict_execute(self, batch_id: int) -> str | None:
+    result = rescoring.batch_predict_execute(
+        batch_id=batch_id, hostname=self.request.hostname or ""
+    )
+    return result.status if result else None

@@ -6,9 +6,9 @@ from django.http import Http404
 from django.shortcuts import render
 from django.utils import timezone
 
+from core.models import AutomationLevel, ProductionLine
+from core.roles import Role, user_has_role, user_roles
 from inspection import selectors, services
-from inspection.models import AutomationLevel, ProductionLine
-from inspection.roles import Role, user_has_role, user_roles
 
 
 @login_required

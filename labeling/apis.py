@@ -10,11 +10,11 @@ from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.errors import ApplicationError
-from inspection.roles import Role, user_has_role
+from core.blobs import blob_path
+from core.errors import ApplicationError
+from core.roles import Role, user_has_role
 from labeling import queue, selectors, services
 from labeling.models import Annotation, DatasetVersion, LabelTask, LabelTaskSource
-from labeling.storage import media_path
 
 
 class IsLabeler(BasePermission):
@@ -154,7 +154,7 @@ class TaskImageApi(APIView):
     @extend_schema(responses={(200, "image/*"): bytes})
     def get(self, request, task_id):
         task = LabelTask.objects.filter(pk=task_id).first()
-        path = media_path(task.image) if task and task.image else None
+        path = blob_path(task.image) if task and task.image else None
         if path is None or not path.is_file():
             raise ApplicationError("The image file is missing.", code="not_found", status=404)
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"

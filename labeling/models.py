@@ -48,7 +48,7 @@ class LabelTask(models.Model):
         related_name="label_tasks",
     )
     line = models.ForeignKey(
-        "inspection.ProductionLine",
+        "core.ProductionLine",
         null=True,
         blank=True,
         on_delete=models.SET_NULL,

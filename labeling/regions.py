@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from config.errors import ApplicationError
+from core.errors import ApplicationError
 
 SHAPES = ("box", "polygon")
 DEFECT_TYPES = ("scratch", "crack", "stain", "other")

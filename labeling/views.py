@@ -4,8 +4,8 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import render
 
-from inspection.models import ProductionLine
-from inspection.roles import Role, user_has_role
+from core.models import ProductionLine
+from core.roles import Role, user_has_role
 from labeling import queue, selectors, services
 from labeling.models import DatasetVersion, LabelTaskSource
 from labeling.regions import DEFECT_TYPES

@@ -8,9 +8,9 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from config.errors import ApplicationError
-from inspection import selectors as inspection_selectors
-from inspection.permissions import IsSupervisor
+from core import selectors as core_selectors
+from core.errors import ApplicationError
+from core.permissions import IsSupervisor
 from models_registry import selectors, services
 from models_registry.models import (
     BatchPrediction,
@@ -114,7 +114,7 @@ class TrainingRunListApi(APIView):
             dataset = dataset_version_get(dataset_version_id=dataset_id)
         run = services.training_run_start(
             user=request.user,
-            line=inspection_selectors.line_get(code=line_code) if line_code else None,
+            line=core_selectors.line_get(code=line_code) if line_code else None,
             dataset_version=dataset,
             **data,
         )
@@ -176,7 +176,7 @@ class EvaluationRequestApi(APIView):
         evaluations = services.evaluation_request_with_production(
             model_version=_get(ModelVersion, version_id, "model version"),
             benchmark=serializer.validated_data["benchmark"],
-            line=inspection_selectors.line_get(code=code) if code else None,
+            line=core_selectors.line_get(code=code) if code else None,
             user=request.user,
         )
         return Response(
@@ -218,7 +218,7 @@ class _RolloutApi(APIView):
         data = dict(serializer.validated_data)
         if "model_version" in data:
             data["model_version"] = _get(ModelVersion, data["model_version"], "model version")
-        return inspection_selectors.line_get(code=code), data
+        return core_selectors.line_get(code=code), data
 
     def _answer(self, line):
         deployments = Deployment.objects.filter(line=line).select_related("line")
@@ -242,7 +242,7 @@ class ShadowApi(_RolloutApi):
 
     @extend_schema(request=None, responses=DeploymentSerializer(many=True))
     def delete(self, request, code):
-        line = inspection_selectors.line_get(code=code)
+        line = core_selectors.line_get(code=code)
         services.rollout_shadow_stop(line=line, user=request.user)
         return self._answer(line)
 
@@ -269,7 +269,7 @@ class CanaryApi(_RolloutApi):
 
     @extend_schema(request=None, responses=DeploymentSerializer(many=True))
     def delete(self, request, code):
-        line = inspection_selectors.line_get(code=code)
+        line = core_selectors.line_get(code=code)
         reason = request.data.get("reason", "") if hasattr(request, "data") else ""
         services.rollout_canary_rollback(line=line, user=request.user, reason=reason or "")
         return self._answer(line)
@@ -319,7 +319,7 @@ class GateApi(APIView):
     permission_classes = SUPERVISOR
 
     def get(self, request, code):
-        line = inspection_selectors.line_get(code=code)
+        line = core_selectors.line_get(code=code)
         version = _get(ModelVersion, request.query_params.get("model_version"), "model version")
         gate = selectors.promotion_gate(model_version=version, line=line)
         return Response({"ok": gate.ok, "reason": gate.reason, "benchmark": gate.benchmark})
@@ -363,7 +363,7 @@ class BatchPredictionListApi(APIView):
             model_version=_get(ModelVersion, data["model_version"], "model version"),
             received_after=data["received_after"],
             received_before=data["received_before"],
-            line=inspection_selectors.line_get(code=data["line"]) if data.get("line") else None,
+            line=core_selectors.line_get(code=data["line"]) if data.get("line") else None,
             user=request.user,
         )
         return Response(BatchPredictionSerializer(batch).data, status=status.HTTP_201_CREATED)

@@ -8,7 +8,7 @@ A benchmark is a short key, so two evaluations compare only when their keys are 
 from dataclasses import dataclass
 from typing import Any
 
-from config.errors import ApplicationError
+from core.errors import ApplicationError
 
 SPLITS = ("train", "validation", "test")
 DEFAULT_SYNTHETIC = "synthetic:48:1234:256x144"

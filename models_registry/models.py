@@ -72,7 +72,7 @@ class DeploymentRole(models.TextChoices):
 
 class Deployment(models.Model):
     line = models.ForeignKey(
-        "inspection.ProductionLine", on_delete=models.CASCADE, related_name="deployments"
+        "core.ProductionLine", on_delete=models.CASCADE, related_name="deployments"
     )
     model_version = models.ForeignKey(
         ModelVersion, on_delete=models.PROTECT, related_name="deployments"
@@ -119,7 +119,7 @@ class RolloutEvent(models.Model):
     """One audited rollout transition on a line: who (or the schedule), when, what and why."""
 
     line = models.ForeignKey(
-        "inspection.ProductionLine", on_delete=models.CASCADE, related_name="rollout_events"
+        "core.ProductionLine", on_delete=models.CASCADE, related_name="rollout_events"
     )
     action = models.CharField(max_length=24, choices=RolloutAction.choices)
     model_version = models.ForeignKey(
@@ -207,7 +207,7 @@ class TrainingRun(Job):
     config = models.JSONField(default=dict, blank=True)
     # The line whose production model is the parent, and the benchmark to evaluate the result on.
     line = models.ForeignKey(
-        "inspection.ProductionLine",
+        "core.ProductionLine",
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
@@ -261,9 +261,7 @@ class BatchPrediction(Job):
     model_version = models.ForeignKey(
         ModelVersion, on_delete=models.CASCADE, related_name="batch_predictions"
     )
-    line = models.ForeignKey(
-        "inspection.ProductionLine", null=True, blank=True, on_delete=models.CASCADE
-    )
+    line = models.ForeignKey("core.ProductionLine", null=True, blank=True, on_delete=models.CASCADE)
     received_after = models.DateTimeField()
     received_before = models.DateTimeField()
     total = models.PositiveIntegerField(default=0)
@@ -296,7 +294,7 @@ class LineTrainingPolicy(models.Model):
     """Per line: start a training run by itself once enough new reviewed labels arrived."""
 
     line = models.OneToOneField(
-        "inspection.ProductionLine", on_delete=models.CASCADE, related_name="training_policy"
+        "core.ProductionLine", on_delete=models.CASCADE, related_name="training_policy"
     )
     auto_retrain = models.BooleanField(default=False)
     min_new_labels = models.PositiveIntegerField(default=200)

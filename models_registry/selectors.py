@@ -8,6 +8,7 @@ from typing import Any
 
 from django.conf import settings
 
+from models_registry import evidence
 from models_registry.models import Deployment
 
 
@@ -152,96 +153,6 @@ def promotion_gate(*, model_version: Any, line: Any) -> Gate:
 
 
 @dataclass(frozen=True)
-class CanaryRecord:
-    compared: int  # human decisions on captures the canary acted on, with a model verdict
-    overrides: int
-
-    @property
-    def override_percent(self) -> float | None:
-        return round(100 * self.overrides / self.compared, 1) if self.compared else None
-
-
-def canary_record(*, deployment: Deployment) -> CanaryRecord:
-    """How often inspectors went against the canary's verdicts since it was deployed."""
-    from inspection.models import HUMAN_JUDGED, Decision
-
-    # Human verdicts next to its output, and audit reviews of its own decisions (in `full`).
-    rows = Decision.objects.filter(
-        HUMAN_JUDGED,
-        capture__line_id=deployment.line_id,
-        acting_prediction__role="canary",
-        acting_prediction__model_version_id=deployment.model_version_id,
-        overrode_model__isnull=False,
-        decided_at__gte=deployment.deployed_at,
-    ).values_list("overrode_model", flat=True)
-    overrides = list(rows)
-    return CanaryRecord(compared=len(overrides), overrides=sum(1 for o in overrides if o))
-
-
-@dataclass(frozen=True)
-class AgreementBucket:
-    start: Any  # datetime of the bucket's first hour
-    shadow_predictions: int
-    compared_with_production: int
-    agree_with_production: int
-    compared_with_humans: int
-    agree_with_humans: int
-
-    @staticmethod
-    def _percent(part: int, whole: int) -> float | None:
-        return round(100 * part / whole, 1) if whole else None
-
-    @property
-    def production_percent(self) -> float | None:
-        return self._percent(self.agree_with_production, self.compared_with_production)
-
-    @property
-    def human_percent(self) -> float | None:
-        return self._percent(self.agree_with_humans, self.compared_with_humans)
-
-
-def shadow_agreement(
-    *, line: Any, model_version: Any, bucket_hours: int = 1, last: int = 5000
-) -> list[AgreementBucket]:
-    """The shadow model's verdicts next to the acting model's and the inspectors', per time
-    bucket (newest first), over its last `last` shadow predictions on the line."""
-    from inspection.models import Prediction
-
-    shadow = list(
-        Prediction.objects.filter(capture__line=line, role="shadow", model_version=model_version)
-        .order_by("-capture__received_at")
-        .values_list("capture_id", "verdict", "capture__received_at")[:last]
-    )
-    capture_ids = [row[0] for row in shadow]
-    acting = dict(
-        Prediction.objects.filter(capture_id__in=capture_ids, role__in=("production", "canary"))
-        .exclude(role="shadow")
-        .values_list("capture_id", "verdict")
-    )
-    from inspection.models import HUMAN_JUDGED, Decision
-
-    # The verdict in force where a human judged (an audit review confirms or overrides).
-    human = dict(
-        Decision.objects.filter(HUMAN_JUDGED, capture_id__in=capture_ids).values_list(
-            "capture_id", "verdict"
-        )
-    )
-    buckets: dict[Any, list[int]] = {}
-    for capture_id, verdict, received_at in shadow:
-        start = received_at.replace(minute=0, second=0, microsecond=0)
-        start = start.replace(hour=start.hour - start.hour % bucket_hours)
-        counts = buckets.setdefault(start, [0, 0, 0, 0, 0])
-        counts[0] += 1
-        if capture_id in acting:
-            counts[1] += 1
-            counts[2] += acting[capture_id] == verdict
-        if capture_id in human and verdict in ("pass", "fail"):
-            counts[3] += 1
-            counts[4] += human[capture_id] == verdict
-    return [AgreementBucket(start, *counts) for start, counts in sorted(buckets.items())[::-1]]
-
-
-@dataclass(frozen=True)
 class LineRollout:
     """One line as the version page shows it: what serves there, and what this version may do."""
 
@@ -250,12 +161,12 @@ class LineRollout:
     role: str | None  # this version's role on the line, if any
     gate: Gate
     rollback_target: Any
-    canary: CanaryRecord | None
-    shadow_agreement: list[AgreementBucket]
+    canary: evidence.CanaryRecord | None
+    shadow_agreement: list[evidence.AgreementBucket]
 
 
 def line_rollouts(*, model_version: Any) -> list[LineRollout]:
-    from inspection.models import ProductionLine
+    from core.models import ProductionLine
     from models_registry.models import RolloutAction, RolloutEvent
 
     rows = []
@@ -281,9 +192,9 @@ def line_rollouts(*, model_version: Any) -> list[LineRollout]:
                 role=role,
                 gate=promotion_gate(model_version=model_version, line=line),
                 rollback_target=previous,
-                canary=canary_record(deployment=canary) if canary else None,
+                canary=evidence.canary_record(deployment=canary) if canary else None,
                 shadow_agreement=(
-                    shadow_agreement(line=line, model_version=model_version)[:24]
+                    evidence.shadow_agreement(line=line, model_version=model_version)[:24]
                     if role == "shadow" or model_version.status == "shadow"
                     else []
                 ),

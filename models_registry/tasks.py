@@ -7,7 +7,7 @@ can take it: `celery -A config worker -Q training`. Time limits come from settin
 
 from celery import shared_task
 
-from models_registry.services import batch, evaluation, jobs, rollout, training
+from models_registry.services import evaluation, jobs, rollout, training
 
 
 @shared_task(name="models_registry.training_run_execute", bind=True, acks_late=True)
@@ -21,12 +21,6 @@ def evaluation_run_execute(self, evaluation_id: int) -> str | None:
     result = evaluation.evaluation_execute(
         evaluation_id=evaluation_id, hostname=self.request.hostname or ""
     )
-    return result.status if result else None
-
-
-@shared_task(name="models_registry.batch_predict_execute", bind=True, acks_late=True)
-def batch_predict_execute(self, batch_id: int) -> str | None:
-    result = batch.batch_predict_execute(batch_id=batch_id, hostname=self.request.hostname or "")
     return result.status if result else None
 
 

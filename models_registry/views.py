@@ -8,8 +8,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, render
 
-from inspection.models import ProductionLine
-from inspection.roles import Role, user_has_role
+from core.models import ProductionLine
+from core.roles import Role, user_has_role
 from models_registry import benchmarks, selectors, services
 from models_registry.models import (
     BatchPrediction,

@@ -9,16 +9,10 @@ from django.contrib.auth.models import Group, User
 from django.utils import timezone
 from PIL import Image
 
-from inspection.authentication import token_generate, token_hash
-from inspection.models import (
-    AutomationLevel,
-    Capture,
-    Decision,
-    DecisionStatus,
-    Prediction,
-    ProductionLine,
-    Station,
-)
+from core.authentication import token_generate, token_hash
+from core.models import AutomationLevel, ProductionLine, Station
+from inspection import policy
+from inspection.models import Capture, Decision, DecisionStatus, Prediction
 from models_registry.models import Deployment, ModelVersion
 
 
@@ -126,6 +120,8 @@ class DecisionFactory(factory.django.DjangoModelFactory):
     status = DecisionStatus.PENDING
     reason = "uncertain"
     model_verdict = "uncertain"
+    # What the policy stores with each reason (inspection.policy.decide).
+    model_shown = factory.LazyAttribute(lambda o: o.reason in policy.MODEL_SHOWN_REASONS)
 
 
 class PredictionFactory(factory.django.DjangoModelFactory):

@@ -18,7 +18,8 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from config.errors import ApplicationError
+from core.blobs import blob_path, blob_write
+from core.errors import ApplicationError
 from labeling import regions as region_tools
 from labeling.models import (
     DatasetItem,
@@ -27,7 +28,6 @@ from labeling.models import (
     LabelTask,
     LabelTaskStatus,
 )
-from labeling.storage import file_store, media_path
 from vision.datasets import DatasetError, Item, read_folder, read_manifest_report
 from vision.images import ImageError, decode_image, load_mask
 
@@ -180,9 +180,9 @@ def _polygon_mask(regions: list[dict], image: str, width: int | None, height: in
     if not width or not height:
         from vision.images import image_size
 
-        width, height = image_size(media_path(image))
+        width, height = image_size(blob_path(image))
     mask = region_tools.regions_mask(regions, width=width, height=height)
-    relative, _ = file_store(data=region_tools.mask_png(mask), extension="png", folder="masks")
+    relative, _ = blob_write(region_tools.mask_png(mask), extension="png", folder="masks")
     return relative
 
 
@@ -309,14 +309,14 @@ def items_store(items: Sequence[Item], *, root: Path) -> tuple[list[ImportedFile
                 mask_array = load_mask(item.mask_path)
                 if mask_array.shape != (height, width):
                     raise ValueError(f"mask is {mask_array.shape[::-1]}, image {(width, height)}")
-                mask, _ = file_store(
-                    data=region_tools.mask_png(mask_array), extension="png", folder="masks"
+                mask, _ = blob_write(
+                    region_tools.mask_png(mask_array), extension="png", folder="masks"
                 )
             except (ImageError, OSError, ValueError) as exc:
                 errors.append(f"{name}: bad mask {_display_name(item.mask_path, root)} ({exc})")
                 continue
         extension = Path(item.path).suffix or ".jpg"
-        relative, sha256 = file_store(data=data, extension=extension, folder="datasets")
+        relative, sha256 = blob_write(data, extension=extension, folder="datasets")
         stored.append(
             ImportedFile(
                 relative, sha256, width, height, item, mask, _display_name(item.path, root)
@@ -438,7 +438,7 @@ def dataset_version_coco(*, dataset_version: DatasetVersion) -> dict[str, Any]:
 
     images = []
     for row in dataset_version.items.order_by("id"):
-        width, height = image_size(media_path(row.image))
+        width, height = image_size(blob_path(row.image))
         images.append(
             {
                 "file_name": row.image,

@@ -1,7 +1,7 @@
 """Every write of the registry, by topic (registry, rollout, training, evaluation, batch, jobs);
 the names are re-exported here: `from models_registry import services`."""
 
-from models_registry.services.batch import batch_predict_execute, batch_prediction_start
+from models_registry.services.batch import batch_prediction_start
 from models_registry.services.evaluation import (
     evaluation_execute,
     evaluation_request,
@@ -39,7 +39,6 @@ __all__ = [
     "RAMP_STEPS",
     "TRAINING_PRESETS",
     "auto_retrain_check",
-    "batch_predict_execute",
     "batch_prediction_start",
     "canary_check",
     "deployment_remove",

@@ -1,26 +1,15 @@
-"""Batch prediction: re-score the stored captures of a date range with a chosen version (e.g.
-nightly, or before a rollout) in a Celery worker, with progress, next to their final verdicts."""
+"""Batch prediction jobs: a supervisor asks for the stored captures of a date range to be scored
+again with a chosen version; the worker's part, which reads the captures and their verdicts,
+is inspection.services.rescoring (task `models_registry.batch_predict_execute`)."""
 
-import logging
-import traceback
-import uuid
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 
-from config.errors import ApplicationError
-from models_registry.models import (
-    BatchPrediction,
-    BatchPredictionResult,
-    JobStatus,
-    ModelVersion,
-)
-from models_registry.services.jobs import JobReporter, job_claim, job_finish, worker_identity
-
-logger = logging.getLogger(__name__)
+from core.errors import ApplicationError
+from models_registry.models import BatchPrediction, ModelVersion
+from models_registry.services.jobs import job_create
 
 
 @transaction.atomic
@@ -34,102 +23,13 @@ def batch_prediction_start(
 ) -> BatchPrediction:
     if received_before <= received_after:
         raise ApplicationError("The range must end after it starts.", code="invalid_range")
-    batch = BatchPrediction.objects.create(
+    # The scoring itself reads captures: inspection.services.rescoring, behind this task name.
+    return job_create(
+        BatchPrediction,
+        task="models_registry.batch_predict_execute",
+        user=user,
         model_version=model_version,
         line=line,
         received_after=received_after,
         received_before=received_before,
-        created_by=user if getattr(user, "pk", None) else None,
-        celery_task_id=str(uuid.uuid4()),
     )
-    from models_registry.tasks import batch_predict_execute
-
-    task_id = batch.celery_task_id
-    transaction.on_commit(
-        lambda: batch_predict_execute.apply_async(args=[batch.pk], task_id=task_id)
-    )
-    return batch
-
-
-def batch_predict_execute(*, batch_id: int, hostname: str = "") -> BatchPrediction | None:
-    """Score every capture of the range not scored yet by this batch (so a retry resumes)."""
-    from inspection.models import Capture
-    from inspection.services import _decode
-    from models_registry import serving
-
-    batch = job_claim(BatchPrediction, batch_id, worker_id=worker_identity(hostname))
-    if batch is None:
-        return None
-    reporter = JobReporter(batch)
-    try:
-        captures = Capture.objects.filter(
-            received_at__gte=batch.received_after, received_at__lt=batch.received_before
-        )
-        if batch.line_id:
-            captures = captures.filter(line_id=batch.line_id)
-        captures = captures.order_by("received_at").values_list("pk", "image")
-        total = captures.count()
-        done = set(batch.results.values_list("capture_id", flat=True))
-        reporter.log(f"{total} captures to score with {batch.model_version}")
-        reporter.update(force=True, total=total, done=len(done))
-        version = batch.model_version
-        for capture_id, image in captures.iterator():
-            if capture_id in done:
-                continue
-            if reporter.should_stop():
-                break
-            data = (Path(settings.MEDIA_ROOT) / image).read_bytes()
-            prediction = serving.predict(
-                sha256=version.sha256, artifact=version.artifact, image=_decode(data)
-            )
-            BatchPredictionResult.objects.get_or_create(
-                batch=batch,
-                capture_id=capture_id,
-                defaults={"score": float(prediction.score), "verdict": prediction.verdict},
-            )
-            done.add(capture_id)
-            reporter.update(done=len(done), progress=len(done) / total if total else 1.0)
-        summary = batch_prediction_summary(batch=batch)
-        reporter.log(f"done: {summary}")
-        reporter.close()
-        job_finish(
-            batch,
-            JobStatus.SUCCEEDED,
-            log=reporter.log_text,
-            total=total,
-            done=len(done),
-            summary=summary,
-        )
-    except Exception as exc:
-        reporter.log(traceback.format_exc())
-        reporter.close()
-        job_finish(
-            batch, JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}", log=reporter.log_text
-        )
-    finally:
-        reporter.close()
-    batch.refresh_from_db()
-    return batch
-
-
-def batch_prediction_summary(*, batch: BatchPrediction) -> dict[str, Any]:
-    """Verdict counts, and agreement with the captures' final verdicts where one was given."""
-    from inspection.models import Decision
-
-    results = list(batch.results.values_list("capture_id", "verdict"))
-    finals = dict(
-        Decision.objects.filter(
-            capture_id__in=[c for c, _ in results], status="decided"
-        ).values_list("capture_id", "verdict")
-    )
-    counts: dict[str, int] = {}
-    for _, verdict in results:
-        counts[verdict] = counts.get(verdict, 0) + 1
-    compared = [(v, finals[c]) for c, v in results if c in finals and v in ("pass", "fail")]
-    agreeing = sum(1 for mine, final in compared if mine == final)
-    return {
-        "scored": len(results),
-        "verdicts": counts,
-        "compared_with_final": len(compared),
-        "agreement_percent": round(100 * agreeing / len(compared), 1) if compared else None,
-    }

@@ -15,7 +15,13 @@ from django.db import transaction
 
 from models_registry import benchmarks
 from models_registry.models import Deployment, Evaluation, JobStatus, ModelVersion
-from models_registry.services.jobs import JobReporter, job_claim, job_finish, worker_identity
+from models_registry.services.jobs import (
+    JobReporter,
+    job_claim,
+    job_create,
+    job_finish,
+    worker_identity,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -41,20 +47,14 @@ def evaluation_request(
         )
         if existing:
             return existing
-    evaluation = Evaluation.objects.create(
+    return job_create(
+        Evaluation,
+        task="models_registry.evaluation_run_execute",
+        user=user,
         model_version=model_version,
         benchmark=key,
         benchmark_label=benchmarks.parse(key).label,
-        created_by=user if getattr(user, "pk", None) else None,
-        celery_task_id=str(uuid.uuid4()),
     )
-    from models_registry.tasks import evaluation_run_execute
-
-    task_id = evaluation.celery_task_id
-    transaction.on_commit(
-        lambda: evaluation_run_execute.apply_async(args=[evaluation.pk], task_id=task_id)
-    )
-    return evaluation
 
 
 def evaluation_request_with_production(

@@ -1,4 +1,5 @@
-"""What training runs, evaluations and batch predictions share: claiming a queued row,
+"""What training runs, evaluations and batch predictions share: creating and queueing a row,
+claiming a queued row,
 progress and a heartbeat written to the row, finishing, and the reaper of dead workers' jobs.
 
 Progress lives in the database row, not in Celery results: every web process reads it, and a
@@ -11,6 +12,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,11 +20,35 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core.queueing import task_send_on_commit
 from models_registry.models import BatchPrediction, Evaluation, JobStatus, TrainingRun
 
 logger = logging.getLogger(__name__)
 
 JOB_MODELS = (TrainingRun, Evaluation, BatchPrediction)
+
+
+def job_create(model: type, *, task: str, user: Any = None, **fields: Any) -> Any:
+    """Create a queued job row and send its Celery task (by name) once the row is committed.
+
+    When the broker cannot take the message, the job is marked failed with the reason, never
+    left `queued` forever.
+    """
+    job = model.objects.create(
+        created_by=user if getattr(user, "pk", None) else None,
+        celery_task_id=str(uuid.uuid4()),
+        **fields,
+    )
+
+    def not_queued(exc: Exception) -> None:
+        model.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
+            status=JobStatus.FAILED,
+            error=f"could not be queued: {type(exc).__name__}: {exc}"[:4000],
+            finished_at=timezone.now(),
+        )
+
+    task_send_on_commit(task, job.pk, task_id=job.celery_task_id, on_failure=not_queued)
+    return job
 
 
 def worker_identity(hostname: str = "") -> str:

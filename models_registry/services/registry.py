@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from config.errors import ApplicationError
+from core.errors import ApplicationError
 from models_registry import selectors
 from models_registry.models import (
     Deployment,

@@ -9,8 +9,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from config.errors import ApplicationError
-from models_registry import selectors
+from core.errors import ApplicationError
+from models_registry import evidence, selectors
 from models_registry.models import (
     Deployment,
     DeploymentRole,
@@ -315,7 +315,7 @@ def canary_check(*, now: datetime | None = None) -> list[RolloutEvent]:
         "line", "model_version"
     )
     for canary in canaries:
-        record = selectors.canary_record(deployment=canary)
+        record = evidence.canary_record(deployment=canary)
         figures = (
             f"override rate {record.override_percent}% ({record.overrides} of {record.compared} "
             f"decisions) against the {canary.max_override_percent:g}% bound"

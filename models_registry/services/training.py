@@ -5,7 +5,6 @@ candidate ModelVersion that is then evaluated next to the line's production mode
 import dataclasses
 import logging
 import traceback
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from config.errors import ApplicationError
+from core.errors import ApplicationError
 from models_registry import benchmarks
 from models_registry.models import (
     DataSource,
@@ -23,7 +22,13 @@ from models_registry.models import (
     TrainingRun,
 )
 from models_registry.services import evaluation as evaluation_services
-from models_registry.services.jobs import JobReporter, job_claim, job_finish, worker_identity
+from models_registry.services.jobs import (
+    JobReporter,
+    job_claim,
+    job_create,
+    job_finish,
+    worker_identity,
+)
 from models_registry.services.registry import model_version_register
 
 logger = logging.getLogger(__name__)
@@ -110,7 +115,10 @@ def training_run_start(
     if line is not None:
         production = Deployment.objects.filter(line=line, role="production").first()
         parent = production.model_version if production else None
-    run = TrainingRun.objects.create(
+    return job_create(
+        TrainingRun,
+        task="models_registry.training_run_execute",
+        user=user,
         name=name or "scratchnet",
         data_source=data_source,
         synthetic_count=synthetic_count if data_source == DataSource.SYNTHETIC else 0,
@@ -120,15 +128,8 @@ def training_run_start(
         parent=parent,
         benchmark=benchmark,
         automatic=automatic,
-        created_by=user if getattr(user, "pk", None) else None,
-        celery_task_id=str(uuid.uuid4()),
         **extra,
     )
-    from models_registry.tasks import training_run_execute
-
-    task_id = run.celery_task_id
-    transaction.on_commit(lambda: training_run_execute.apply_async(args=[run.pk], task_id=task_id))
-    return run
 
 
 @transaction.atomic

@@ -7,8 +7,9 @@ import time
 import pytest
 from django.utils import timezone
 
-from inspection import services
-from inspection.models import Capture, Decision, LineSettingsChange, Prediction
+from core.blobs import blob_write
+from core.models import LineSettingsChange
+from inspection.models import Capture, Decision, Prediction
 from models_registry import services as registry_services
 from tests.browser.conftest import login, station_client
 from tests.factories import (
@@ -46,7 +47,7 @@ def capture_with_regions(*, station, model_version) -> Capture:
     sha = hashlib.sha256(data).hexdigest()
     capture = CaptureFactory(
         station=station,
-        image=services.image_store(data=data, sha256=sha, extension="jpg"),
+        image=blob_write(data, folder="captures", extension="jpg", sha256=sha)[0],
         image_sha256=sha,
         image_bytes=len(data),
         width=768,

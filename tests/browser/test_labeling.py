@@ -3,9 +3,9 @@ reviewer accepts, and a supervisor freezes a dataset version from it."""
 
 import pytest
 
+from core.blobs import blob_write
 from labeling.models import DatasetVersion, LabelTask
 from labeling.services import task_create_from_inspection
-from labeling.storage import file_store
 from tests.browser.conftest import login
 from tests.factories import CaptureFactory, DecisionFactory, ProductionLineFactory, UserFactory
 from vision.synth import encode_jpeg, synth_phone
@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.django_d
 
 def override_task(line) -> LabelTask:
     phone = synth_phone(seed=3, size=(320, 200))
-    relative, sha256 = file_store(data=encode_jpeg(phone.image), extension="jpg", folder="captures")
+    relative, sha256 = blob_write(encode_jpeg(phone.image), extension="jpg", folder="captures")
     capture = CaptureFactory(
         station__line=line, image=relative, image_sha256=sha256, width=320, height=200
     )

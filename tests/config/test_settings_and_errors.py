@@ -50,7 +50,7 @@ urlpatterns = [path("api/boom", Boom.as_view())]
 @pytest.mark.urls("tests.config.test_settings_and_errors")
 def test_an_unhandled_error_is_logged_and_answered_in_json(caplog):
     client = APIClient(raise_request_exception=False)
-    with caplog.at_level(logging.ERROR, logger="config.errors"):
+    with caplog.at_level(logging.ERROR, logger="core.errors"):
         response = client.get("/api/boom")
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "server_error"

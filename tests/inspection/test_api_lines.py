@@ -3,7 +3,7 @@
 import pytest
 from rest_framework.test import APIClient
 
-from inspection.models import LineSettingsChange
+from core.models import LineSettingsChange
 from tests.factories import ProductionLineFactory, UserFactory, station_with_token
 
 pytestmark = pytest.mark.django_db

@@ -6,11 +6,11 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from config.errors import ApplicationError
+from core.errors import ApplicationError
 from inspection import events, selectors, services
 from inspection.models import Decision
+from inspection.selectors import canary_record
 from labeling.models import LabelTask
-from models_registry.selectors import canary_record
 from tests.factories import (
     DecisionFactory,
     DeploymentFactory,

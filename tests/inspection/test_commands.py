@@ -6,9 +6,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 
-from inspection.authentication import station_for_token
+from core.authentication import station_for_token
+from core.models import ProductionLine, Station
 from inspection.management.commands.simulate_line import parse_duration, parse_rate
-from inspection.models import ProductionLine, Station
 
 pytestmark = pytest.mark.django_db
 

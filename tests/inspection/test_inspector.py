@@ -8,8 +8,9 @@ from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from core.models import LineSettingsChange
 from inspection import selectors, services
-from inspection.models import Decision, LineSettingsChange
+from inspection.models import Decision
 from labeling.models import LabelTask
 from tests.factories import DecisionFactory, ProductionLineFactory, UserFactory, station_with_token
 

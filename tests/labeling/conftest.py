@@ -4,15 +4,15 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from core.blobs import blob_write
 from labeling.models import Annotation, AnnotationStatus, LabelTaskStatus
 from labeling.services import task_create_from_inspection
-from labeling.storage import file_store
 from tests.factories import CaptureFactory, DecisionFactory, UserFactory, image_bytes
 
 
 def capture_with_image(*, seed: int = 0, line=None, width: int = 64, height: int = 48, **kwargs):
-    relative, sha256 = file_store(
-        data=image_bytes(width, height, fmt="PNG", seed=seed), extension="png", folder="captures"
+    relative, sha256 = blob_write(
+        image_bytes(width, height, fmt="PNG", seed=seed), extension="png", folder="captures"
     )
     extra = {"station__line": line} if line is not None else {}
     return CaptureFactory(

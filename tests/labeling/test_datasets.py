@@ -3,7 +3,7 @@ import hashlib
 
 import pytest
 
-from config.errors import ApplicationError
+from core.errors import ApplicationError
 from labeling.models import DatasetVersion, FrozenError
 from labeling.selectors import dataset_version_items, reviewed_annotations_since
 from labeling.services import dataset_version_create, dataset_version_from_manifest

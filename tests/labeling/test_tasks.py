@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from config.errors import ApplicationError
+from core.errors import ApplicationError
 from inspection import services as inspection_services
 from labeling import queue
 from labeling.models import Annotation, AnnotationStatus, LabelTask, LabelTaskStatus
@@ -69,7 +69,7 @@ def pending(line, *, seed=0, model_verdict="uncertain", reason="uncertain", scor
 
 
 def test_override_task_keeps_the_inspectors_verdict_boxes_and_the_model_output(line):
-    capture = pending(line, model_verdict="pass", reason="model_assisted", score=0.1)
+    capture = pending(line, model_verdict="pass", reason="assisted", score=0.1)
     inspector = UserFactory(roles=["inspector"])
     inspection_services.verdict_record(
         capture_id=capture.pk,

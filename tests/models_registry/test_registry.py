@@ -6,7 +6,7 @@ import pytest
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
-from config.errors import ApplicationError
+from core.errors import ApplicationError
 from models_registry import services, serving
 from models_registry.models import Deployment, ModelVersion
 from tests.factories import ProductionLineFactory, UserFactory, image_bytes, station_with_token

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from config.errors import ApplicationError
+from core.errors import ApplicationError
 from inspection.models import Decision
 from inspection.policy import canary_selected
 from models_registry import selectors, services

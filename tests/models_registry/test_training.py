@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from config.errors import ApplicationError
+from core.blobs import blob_write
+from core.errors import ApplicationError
 from inspection.models import Decision
 from models_registry import services
 from models_registry.models import (
@@ -190,14 +191,12 @@ def test_auto_retrain_starts_a_run_when_enough_reviewed_labels_arrived(line, mon
 
 
 def test_batch_prediction_rescores_a_date_range(line, settings, django_capture_on_commit_callbacks):
-    from inspection.services import image_store
-
     version = line.deployments.get(role="production").model_version
     now = timezone.now()
     inside = []
     for index in range(3):
         data = image_bytes(128, 72, seed=index)
-        relative = image_store(data=data, sha256=f"{index:064d}", extension="jpg")
+        relative, _ = blob_write(data, folder="captures", extension="jpg", sha256=f"{index:064d}")
         capture = CaptureFactory(station__line=line, image=relative, received_at=now)
         Decision.objects.create(
             capture=capture, status="decided", verdict="pass", decided_by="human",

@@ -9,9 +9,9 @@ from django.contrib.auth.models import Group, User
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from core.models import AutomationLevel, ProductionLine
+from core.roles import Role
 from inspection import services
-from inspection.models import AutomationLevel, ProductionLine
-from inspection.roles import Role
 from models_registry import services as registry_services
 from models_registry.models import ModelVersion
 

@@ -2,8 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from config.errors import ApplicationError
-from inspection import selectors as inspection_selectors
+from core import selectors as core_selectors
+from core.errors import ApplicationError
 from models_registry import services
 
 
@@ -25,7 +25,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Registered model version {version.pk}: {version}")
             if line:
                 deployment = services.deployment_set(
-                    line=inspection_selectors.line_get(code=line),
+                    line=core_selectors.line_get(code=line),
                     model_version=version,
                     role=role,
                     canary_percent=percent,

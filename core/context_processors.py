@@ -1,7 +1,7 @@
 """What every page's header needs: the links this user's roles open (inspectors see no
 supervisor controls)."""
 
-from inspection.roles import Role, user_roles
+from core.roles import Role, user_roles
 
 
 def navigation(request) -> dict:
@@ -10,7 +10,7 @@ def navigation(request) -> dict:
     may_supervise = bool(roles & {Role.SUPERVISOR, Role.ADMIN})
     line_codes: list[str] = []
     if may_inspect:
-        from inspection.models import ProductionLine
+        from core.models import ProductionLine
 
         line_codes = list(ProductionLine.objects.values_list("code", flat=True))
     return {

@@ -5,7 +5,7 @@ import secrets
 
 from rest_framework import authentication, exceptions
 
-from inspection.models import Station
+from core.models import Station
 
 
 def token_hash(token: str) -> str:

@@ -2,8 +2,8 @@
 
 from rest_framework.permissions import BasePermission
 
-from inspection.models import Station
-from inspection.roles import Role, user_has_role
+from core.models import Station
+from core.roles import Role, user_has_role
 
 
 def is_station(request) -> bool:

@@ -13,7 +13,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-logger = logging.getLogger("config.errors")
+logger = logging.getLogger("core.errors")
 
 
 class ApplicationError(Exception):

@@ -1,0 +1,19 @@
+"""Enumerations shared by the apps and by the pure automation policy (importable without the
+app registry: nothing here touches the database)."""
+
+from django.db import models
+
+
+class AutomationLevel(models.TextChoices):
+    """How much the model decides on a line, in rising order (see shared/ARCHITECTURE.md)."""
+
+    MANUAL = "manual", "Manual: a human decides every capture"
+    SHADOW = "shadow", "Shadow: the model runs hidden, a human decides"
+    ASSISTED = "assisted", "Assisted: a human decides, seeing the model's output"
+    PARTIAL = "partial", "Partial: the model decides when confident"
+    FULL = "full", "Full: the model decides, a sample is audited"
+
+
+class Verdict(models.TextChoices):
+    PASS = "pass", "Pass"
+    FAIL = "fail", "Fail"

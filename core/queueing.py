@@ -1,0 +1,45 @@
+"""Sending Celery tasks by their stable names, after the transaction commits.
+
+Services enqueue work through here rather than importing their app's `tasks` module (which
+imports the services: a cycle). A task is named once, in its `@shared_task(name=...)`, and
+sent by that name; in eager mode (tests) it runs in place as usual.
+"""
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from celery import current_app
+from django.db import transaction
+from kombu.exceptions import OperationalError
+
+logger = logging.getLogger(__name__)
+
+
+def task_send(name: str, *args: Any, task_id: str | None = None) -> None:
+    """Send now. Raises what the broker raises when it cannot take the message."""
+    options = {"task_id": task_id} if task_id else {}
+    current_app.signature(name, args=list(args)).apply_async(**options)
+
+
+def task_send_on_commit(
+    name: str,
+    *args: Any,
+    task_id: str | None = None,
+    on_failure: Callable[[Exception], None] | None = None,
+) -> None:
+    """Send once the current transaction commits; what was committed stays committed.
+
+    When the broker cannot take the message, the failure is logged and `on_failure` (if any)
+    runs, e.g. to mark a job as failed: a committed request never turns into an error.
+    """
+
+    def send() -> None:
+        try:
+            task_send(name, *args, task_id=task_id)
+        except (OperationalError, OSError) as exc:  # the broker is down: the rows are safe
+            logger.warning("could not queue %s%s: %s", name, tuple(args), exc)
+            if on_failure is not None:
+                on_failure(exc)
+
+    transaction.on_commit(send)

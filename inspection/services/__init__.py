@@ -1,0 +1,51 @@
+"""Every write of inspection, by capability; the names are re-exported here
+(`from inspection import services`):
+
+- captures: a station's capture checked, predicted, routed and stored (`capture_ingest`)
+- claims: an inspector's lease on a pending capture, and the one locking lookup
+- verdicts: human verdicts, audit reviews of model decisions, undo
+- lines: audited line settings behind the guard rail, lines, stations and their tokens
+- predictions: the shadow model offline, heatmaps on demand
+- rescoring: batch re-scoring of stored captures with a registry version
+"""
+
+from inspection.services.captures import IngestResult, capture_ingest, image_decode, image_format
+from inspection.services.claims import (
+    capture_claim,
+    capture_release,
+    decision_claim,
+    decision_for_update,
+)
+from inspection.services.lines import (
+    NewStation,
+    line_create,
+    line_settings_update,
+    station_create,
+    station_token_rotate,
+)
+from inspection.services.predictions import capture_heatmap_png, prediction_record_offline
+from inspection.services.rescoring import batch_predict_execute, batch_prediction_summary
+from inspection.services.verdicts import UNDO_SECONDS, verdict_record, verdict_undo
+
+__all__ = [
+    "UNDO_SECONDS",
+    "IngestResult",
+    "NewStation",
+    "batch_predict_execute",
+    "batch_prediction_summary",
+    "capture_claim",
+    "capture_heatmap_png",
+    "capture_ingest",
+    "capture_release",
+    "decision_claim",
+    "decision_for_update",
+    "image_decode",
+    "image_format",
+    "line_create",
+    "line_settings_update",
+    "prediction_record_offline",
+    "station_create",
+    "station_token_rotate",
+    "verdict_record",
+    "verdict_undo",
+]
