@@ -1,9 +1,11 @@
 // The inspector's station: a live queue over the line websockets, the image with the model's
 // regions, and verdicts through the public API (POST /api/v1/captures/{id}/verdict).
+import { api } from "./api.js";
+import { element, svgElement } from "./dom.js";
+import { Viewer } from "./viewer.js";
+
 const config = JSON.parse(document.getElementById("inspect-config").textContent);
-const api = config.api;
 const $ = (id) => document.getElementById(id);
-const SVG = "http://www.w3.org/2000/svg";
 
 const state = {
   items: new Map(), // id -> queue item (the small event payload, or the full capture)
@@ -16,37 +18,18 @@ const state = {
   heatmap: false,
   lastDecision: null, // {id, at} for undo
   busy: false,
-  view: { scale: 1, x: 0, y: 0 },
   sockets: new Map(),
 };
 
-function csrf() {
-  const match = document.cookie.match(/(?:^|; )csrftoken=([^;]+)/);
-  return match ? decodeURIComponent(match[1]) : "";
-}
+// The page's API calls, by path under its API root (config.api).
+const call = (method, path, body, options) => api(method, `${config.api}${path}`, body, options);
 
-async function call(method, path, body, options = {}) {
-  const response = await fetch(`${api}${path}`, {
-    method,
-    credentials: "same-origin",
-    keepalive: Boolean(options.keepalive),
-    headers: { "Content-Type": "application/json", "X-CSRFToken": csrf(), Accept: "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  let data = null;
-  try {
-    data = await response.json();
-  } catch {
-    data = null;
-  }
-  if (!response.ok) {
-    const error = new Error(data?.error?.message || `HTTP ${response.status}`);
-    error.status = response.status;
-    error.code = data?.error?.code;
-    throw error;
-  }
-  return data;
-}
+const viewer = new Viewer({
+  viewport: $("viewport"),
+  stage: $("stage"),
+  zoomLevel: $("zoom-level"),
+  imageSize: () => state.current && { width: state.current.width, height: state.current.height },
+});
 
 function say(text, kind = "info") {
   const message = $("message");
@@ -57,7 +40,7 @@ function say(text, kind = "info") {
 // ---- queue ----
 
 function bumpDepth(line, step) {
-  const depth = document.querySelector(`.line-chip[data-line="${line}"] [data-role="depth"]`);
+  const depth = document.querySelector(`.line-chip[data-line="${CSS.escape(line)}"] [data-role="depth"]`);
   const value = Number.parseInt(depth?.textContent, 10);
   if (depth && !Number.isNaN(value)) depth.textContent = String(Math.max(0, value + step));
 }
@@ -105,9 +88,12 @@ function renderQueue() {
       const row = document.createElement("li");
       row.dataset.id = id;
       row.className = id === state.currentId ? "current" : "";
-      row.innerHTML = `<span class="pos">${index + 1}</span><span class="line">${item.line}</span>
-        <span class="age" data-received="${item.received_at}">${age(item.received_at)}</span>
-        <span class="why">${item.audit ? "audit" : item.reason || ""}</span>`;
+      row.append(
+        element("span", { class: "pos" }, index + 1),
+        element("span", { class: "line" }, item.line),
+        element("span", { class: "age", "data-received": item.received_at }, age(item.received_at)),
+        element("span", { class: "why" }, item.audit ? "audit" : item.reason || ""),
+      );
       row.addEventListener("click", () => select(id));
       return row;
     }),
@@ -125,7 +111,7 @@ async function resync() {
     for (const id of [...state.order]) if (!fresh.has(id)) removeItem(id);
     for (const item of data.items) addItem(item);
     for (const line of data.lines) {
-      const chip = document.querySelector(`.line-chip[data-line="${line.code}"]`);
+      const chip = document.querySelector(`.line-chip[data-line="${CSS.escape(line.code)}"]`);
       if (!chip) continue;
       chip.querySelector('[data-role="depth"]').textContent = String(line.queue_depth);
       const level = chip.querySelector('[data-role="level"]');
@@ -197,7 +183,7 @@ function move(step) {
   select(state.order[next]);
 }
 
-// ---- the image, regions, zoom and pan ----
+// ---- the image and its regions (zoom and pan: viewer.js) ----
 
 function modelRegions() {
   return state.current?.model?.regions || [];
@@ -239,10 +225,16 @@ function showCapture(capture) {
   overlay.setAttribute("viewBox", `0 0 ${capture.width} ${capture.height}`);
   overlay.style.width = photo.style.width;
   overlay.style.height = photo.style.height;
-  fit();
-  $("capture-info").innerHTML = `<div><b>${capture.line}</b> · station ${capture.station_name}</div>
-    <div class="muted">${new Date(capture.received_at).toLocaleTimeString()} · ${capture.width}×${capture.height}
-    · ${capture.automation_level}${capture.audit ? " · audit sample" : ""}</div>`;
+  viewer.fit();
+  $("capture-info").replaceChildren(
+    element("div", {}, element("b", {}, capture.line), ` · station ${capture.station_name}`),
+    element(
+      "div",
+      { class: "muted" },
+      `${new Date(capture.received_at).toLocaleTimeString()} · ${capture.width}×${capture.height}` +
+        ` · ${capture.automation_level}${capture.audit ? " · audit sample" : ""}`,
+    ),
+  );
   renderModel();
   renderOverlay();
 }
@@ -254,46 +246,63 @@ function renderModel() {
   $("accept-button").disabled = !suggestion();
   $("accept-button").firstChild.textContent = isAuditReview(state.current) ? "Confirm model " : "Accept model ";
   if (!model) {
-    box.innerHTML = `<p class="muted">Judge the image yourself: the model's opinion is not shown on
-      this line (${state.current.automation_level}).</p>`;
+    box.replaceChildren(
+      element(
+        "p",
+        { class: "muted" },
+        `Judge the image yourself: the model's opinion is not shown on this line (${state.current.automation_level}).`,
+      ),
+    );
     return;
   }
   const verdict = model.verdict;
   const regions = modelRegions();
-  const audit = isAuditReview(state.current)
-    ? `<div class="audit-note" data-role="audit">Audit: the model already decided
-        <b>${state.current.verdict}</b>. Enter confirms it; the other verdict (P or F)
-        overrides it and the station gets a correction.</div>`
-    : "";
-  box.innerHTML = `${audit}<div class="suggest suggest-${verdict}">Model: <b>${verdict}</b>
-      <span class="score">score ${model.score.toFixed(3)}</span></div>
-    <p class="muted">${regions.length} region${regions.length === 1 ? "" : "s"} highlighted${
-      regions.length ? "; click one to reject it" : ""}.</p>`;
-}
-
-function svg(tag, attributes) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
-  return node;
+  box.replaceChildren(
+    element(
+      "div",
+      { class: `suggest suggest-${verdict}` },
+      "Model: ",
+      element("b", {}, verdict),
+      " ",
+      element("span", { class: "score" }, `score ${model.score.toFixed(3)}`),
+    ),
+    element(
+      "p",
+      { class: "muted" },
+      `${regions.length} region${regions.length === 1 ? "" : "s"} highlighted${
+        regions.length ? "; click one to reject it" : ""}.`,
+    ),
+  );
+  if (isAuditReview(state.current)) {
+    box.prepend(
+      element(
+        "div",
+        { class: "audit-note", "data-role": "audit" },
+        "Audit: the model already decided ",
+        element("b", {}, state.current.verdict),
+        ". Enter confirms it; the other verdict (P or F) overrides it and the station gets a correction.",
+      ),
+    );
+  }
 }
 
 function renderOverlay() {
   const overlay = $("overlay");
   overlay.replaceChildren();
   modelRegions().forEach((region, index) => {
-    const group = svg("g", {
+    const group = svgElement("g", {
       class: `region model${state.rejected.has(index) ? " rejected" : ""}`,
       "data-index": index,
     });
-    const title = svg("title", {});
+    const title = svgElement("title", {});
     title.textContent = `${region.defect_type || "defect"} · score ${Number(region.score).toFixed(3)}${
       state.rejected.has(index) ? " · rejected" : ""}`;
     group.append(title);
     if (region.polygon && region.polygon.length > 2) {
-      group.append(svg("polygon", { points: region.polygon.map((p) => p.join(",")).join(" ") }));
+      group.append(svgElement("polygon", { points: region.polygon.map((p) => p.join(",")).join(" ") }));
     }
     const [x0, y0, x1, y1] = region.box;
-    group.append(svg("rect", { x: x0, y: y0, width: x1 - x0, height: y1 - y0, class: "box" }));
+    group.append(svgElement("rect", { x: x0, y: y0, width: x1 - x0, height: y1 - y0, class: "box" }));
     group.addEventListener("mousemove", (event) => {
       const tip = $("region-tip");
       const rect = $("viewport").getBoundingClientRect();
@@ -316,46 +325,8 @@ function renderOverlay() {
   });
   state.drawn.forEach((box) => {
     const [x0, y0, x1, y1] = box;
-    overlay.append(svg("rect", { x: x0, y: y0, width: x1 - x0, height: y1 - y0, class: "drawn" }));
+    overlay.append(svgElement("rect", { x: x0, y: y0, width: x1 - x0, height: y1 - y0, class: "drawn" }));
   });
-}
-
-function applyView() {
-  const { scale, x, y } = state.view;
-  $("stage").style.transform = `translate(${x}px, ${y}px) scale(${scale})`;
-  $("zoom-level").textContent = `${Math.round(scale * 100)}%`;
-}
-
-function fit() {
-  if (!state.current) return;
-  const rect = $("viewport").getBoundingClientRect();
-  const scale = Math.min(rect.width / state.current.width, rect.height / state.current.height);
-  state.view = {
-    scale,
-    x: (rect.width - state.current.width * scale) / 2,
-    y: (rect.height - state.current.height * scale) / 2,
-  };
-  applyView();
-}
-
-function zoomAt(factor, clientX, clientY) {
-  const rect = $("viewport").getBoundingClientRect();
-  const px = (clientX ?? rect.left + rect.width / 2) - rect.left;
-  const py = (clientY ?? rect.top + rect.height / 2) - rect.top;
-  const { scale, x, y } = state.view;
-  const next = Math.max(0.1, Math.min(40, scale * factor));
-  state.view = { scale: next, x: px - ((px - x) * next) / scale, y: py - ((py - y) * next) / scale };
-  applyView();
-}
-
-function toImage(event) {
-  const rect = $("viewport").getBoundingClientRect();
-  const { scale, x, y } = state.view;
-  const clamp = (v, max) => Math.max(0, Math.min(max, Math.round(v)));
-  return [
-    clamp((event.clientX - rect.left - x) / scale, state.current.width),
-    clamp((event.clientY - rect.top - y) / scale, state.current.height),
-  ];
 }
 
 function setDrawMode(on) {
@@ -387,20 +358,20 @@ function toggleHeatmap() {
     if (!state.current || event.button !== 0) return;
     event.preventDefault();
     if (state.drawMode) {
-      const start = toImage(event);
+      const start = viewer.toImage(event);
       drag = { kind: "draw", start, box: [...start, ...start] };
       state.drawn.push(drag.box);
     } else {
-      drag = { kind: "pan", x: event.clientX, y: event.clientY, view: { ...state.view } };
+      drag = { kind: "pan" };
+      viewer.beginPan(event);
     }
   });
   window.addEventListener("mousemove", (event) => {
     if (!drag) return;
     if (drag.kind === "pan") {
-      state.view = { ...drag.view, x: drag.view.x + event.clientX - drag.x, y: drag.view.y + event.clientY - drag.y };
-      applyView();
+      viewer.panTo(event);
     } else {
-      const [x, y] = toImage(event);
+      const [x, y] = viewer.toImage(event);
       const [sx, sy] = drag.start;
       drag.box.splice(0, 4, Math.min(sx, x), Math.min(sy, y), Math.max(sx, x), Math.max(sy, y));
       renderOverlay();
@@ -415,16 +386,7 @@ function toggleHeatmap() {
     }
     drag = null;
   });
-  viewport.addEventListener(
-    "wheel",
-    (event) => {
-      if (!state.current) return;
-      event.preventDefault();
-      zoomAt(event.deltaY < 0 ? 1.2 : 1 / 1.2, event.clientX, event.clientY);
-    },
-    { passive: false },
-  );
-  window.addEventListener("resize", fit);
+  window.addEventListener("resize", () => viewer.fit());
 })();
 
 // ---- verdicts ----
@@ -531,9 +493,7 @@ const actions = {
   pass: () => decide("pass"),
   fail: () => decide("fail"),
   undo,
-  "zoom-in": () => zoomAt(1.25),
-  "zoom-out": () => zoomAt(0.8),
-  fit,
+  ...viewer.zoomActions(),
   draw: () => setDrawMode(!state.drawMode),
   heatmap: toggleHeatmap,
 };
@@ -563,10 +523,7 @@ document.addEventListener("keydown", (event) => {
     k: () => move(-1),
     b: actions.draw,
     h: toggleHeatmap,
-    "+": actions["zoom-in"],
-    "=": actions["zoom-in"],
-    "-": actions["zoom-out"],
-    0: fit,
+    ...viewer.zoomKeys(),
     Escape: () => setDrawMode(false),
     Backspace: () => {
       state.drawn.pop();

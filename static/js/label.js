@@ -2,11 +2,13 @@
 // polygons over the image, defect types, image label, zoom/pan, keyboard, autosave.
 // Autosave: every change is written to localStorage at once and PUT to the API shortly after
 // (with the revision the page last saw), so a reload or a dropped connection loses nothing.
+import { api, errorMessage, NETWORK } from "./api.js";
+import { element, svgElement } from "./dom.js";
+import { Viewer } from "./viewer.js";
+
 const config = JSON.parse(document.getElementById("label-config").textContent);
-const api = config.api;
 const TYPES = config.defectTypes;
 const $ = (id) => document.getElementById(id);
-const SVG = "http://www.w3.org/2000/svg";
 const review = config.mode === "review";
 
 const state = {
@@ -17,7 +19,6 @@ const state = {
   tool: "select",
   draft: null, // polygon points being drawn, or {box start} while dragging a box
   showModel: true,
-  view: { scale: 1, x: 0, y: 0 },
   dirty: false,
   saving: false,
   saveTimer: null,
@@ -25,22 +26,18 @@ const state = {
   reviewIndex: 0,
 };
 
-function csrf() {
-  const match = document.cookie.match(/(?:^|; )csrftoken=([^;]+)/);
-  return match ? decodeURIComponent(match[1]) : "";
-}
+// The page's API calls, by path under its API root (config.api).
+const call = (method, path, body) => api(method, `${config.api}${path}`, body);
 
-async function call(method, path, body) {
-  const response = await fetch(`${api}${path}`, {
-    method,
-    credentials: "same-origin",
-    headers: { "Content-Type": "application/json", "X-CSRFToken": csrf(), Accept: "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  let data = null;
-  try { data = await response.json(); } catch { data = null; }
-  return { status: response.status, ok: response.ok, data };
-}
+const viewer = new Viewer({
+  viewport: $("viewport"),
+  stage: $("stage"),
+  zoomLevel: $("zoom-level"),
+  imageSize,
+  fitFraction: 0.95,
+  wheelFactor: 1.15,
+  decimals: 1,
+});
 
 function say(text, kind = "") {
   $("message").textContent = text;
@@ -87,28 +84,25 @@ async function save() {
   state.saving = true;
   saveState("saving…", "idle");
   const body = { label: state.label, regions: state.regions, revision: state.annotation.revision };
-  let result;
   try {
-    result = await call("PUT", `/annotations/${state.annotation.id}`, body);
-  } catch {
-    result = { ok: false, status: 0 };
-  }
-  state.saving = false;
-  if (result.ok) {
-    state.annotation.revision = result.data.revision;
+    const saved = await call("PUT", `/annotations/${state.annotation.id}`, body);
+    state.saving = false;
+    state.annotation.revision = saved.revision;
     state.dirty = false;
     keepLocally();
-    saveState(`saved (rev ${result.data.revision})`, "live");
+    saveState(`saved (rev ${saved.revision})`, "live");
     return true;
+  } catch (error) {
+    state.saving = false;
+    if (error.code === NETWORK || error.status >= 500) {
+      saveState("offline: kept in this browser, retrying", "offline");
+      state.saveTimer = setTimeout(save, 3000);
+    } else {
+      say(errorMessage(error, "Not saved."), "error");
+      saveState("not saved", "offline");
+    }
+    return false;
   }
-  if (result.status === 0 || result.status >= 500) {
-    saveState("offline: kept in this browser, retrying", "offline");
-    state.saveTimer = setTimeout(save, 3000);
-  } else {
-    say(result.data?.error?.message || "Not saved.", "error");
-    saveState("not saved", "offline");
-  }
-  return false;
 }
 
 // --- loading ---
@@ -127,19 +121,24 @@ function show(annotation) {
     say("");
   }
   const task = annotation.task;
-  $("task-info").innerHTML = "";
-  const info = document.createElement("div");
   const score = task.model_score == null ? "no model score" : `model score ${task.model_score.toFixed(2)}`;
-  info.innerHTML = `<b>Task ${task.id}</b> · ${task.line || "import"} · <span class="level">${task.source}</span><br>` +
-    `<span class="muted">${score}; inspector said ${task.pre_verdict || "–"}; by ${annotation.labeler}</span>`;
+  const info = element("div", {},
+    element("b", {}, `Task ${task.id}`), ` · ${task.line || "import"} · `,
+    element("span", { class: "level" }, task.source),
+    element("br"),
+    element("span", { class: "muted" },
+      `${score}; inspector said ${task.pre_verdict || "–"}; by ${annotation.labeler}`));
   if (task.agreement) {
-    info.innerHTML += `<br><span class="note">Two labelers: labels ${task.agreement.label_match ? "match" : "differ"}, IoU ${task.agreement.region_iou}</span>`;
+    info.append(element("br"), element("span", { class: "note" },
+      `Two labelers: labels ${task.agreement.label_match ? "match" : "differ"}, IoU ${task.agreement.region_iou}`));
   }
-  $("task-info").append(info);
-  $("review-note").innerHTML = annotation.review_note && !review
-    ? `<p class="note">Sent back: ${annotation.review_note.replace(/</g, "&lt;")}</p>` : "";
+  $("task-info").replaceChildren(info);
+  $("review-note").replaceChildren();
+  if (annotation.review_note && !review) {
+    $("review-note").append(element("p", { class: "note" }, `Sent back: ${annotation.review_note}`));
+  }
   const photo = $("photo");
-  photo.onload = () => { fit(); render(); };
+  photo.onload = () => { viewer.fit(); render(); };
   photo.src = task.image_url;
   $("stage").hidden = false;
   $("viewer-empty").hidden = true;
@@ -155,8 +154,8 @@ function clearView(text) {
   $("stage").hidden = true;
   $("viewer-empty").hidden = false;
   $("viewer-empty").textContent = text;
-  $("task-info").innerHTML = "";
-  $("regions").innerHTML = "";
+  $("task-info").replaceChildren();
+  $("regions").replaceChildren();
   saveState("", "idle");
   for (const id of ["submit-button", "skip-button", "accept-button", "sendback-button"]) {
     if ($(id)) $(id).disabled = true;
@@ -172,42 +171,55 @@ function filters() {
 
 async function next() {
   if (state.annotation && state.dirty) await save();
-  const result = await call("POST", "/label-tasks/next", filters());
-  if (result.status === 204) { clearView("No open tasks. Well done."); return; }
-  if (!result.ok) { say(result.data?.error?.message || "Could not get a task.", "error"); return; }
-  show(result.data);
+  let task;
+  try {
+    task = await call("POST", "/label-tasks/next", filters());
+  } catch (error) {
+    say(errorMessage(error, "Could not get a task."), "error");
+    return;
+  }
+  if (task === null) { clearView("No open tasks. Well done."); return; } // 204: none open
+  show(task);
 }
 
 async function submit() {
   if (!state.annotation) return;
   clearTimeout(state.saveTimer);
   const body = { label: state.label, regions: state.regions };
-  const result = await call("POST", `/annotations/${state.annotation.id}/submit`, body);
-  if (!result.ok) { say(result.data?.error?.message || "Not submitted.", "error"); return; }
+  let submitted;
+  try {
+    submitted = await call("POST", `/annotations/${state.annotation.id}/submit`, body);
+  } catch (error) {
+    say(errorMessage(error, "Not submitted."), "error");
+    return;
+  }
   localStorage.removeItem(localKey(state.annotation.id));
   state.dirty = false;
-  say(`Task ${result.data.task.id} submitted.`, "pass");
+  say(`Task ${submitted.task.id} submitted.`, "pass");
   await next();
-  if (!state.annotation) say(`Task ${result.data.task.id} submitted. No more open tasks.`, "pass");
+  if (!state.annotation) say(`Task ${submitted.task.id} submitted. No more open tasks.`, "pass");
 }
 
 async function skip() {
   if (!state.annotation) return;
   await save();
-  await call("POST", `/annotations/${state.annotation.id}/release`);
+  // A release that fails leaves the task to its lease running out; the labeler moves on anyway.
+  await call("POST", `/annotations/${state.annotation.id}/release`).catch(() => {});
   await next();
 }
 
 async function loadReviews() {
-  const result = await call("GET", "/reviews");
-  state.reviews = result.ok ? result.data : [];
+  state.reviews = await call("GET", "/reviews").catch(() => []);
   const list = $("queue");
-  list.innerHTML = "";
+  list.replaceChildren();
   $("queue-count").textContent = state.reviews.length;
   state.reviews.forEach((item, index) => {
-    const li = document.createElement("li");
-    li.innerHTML = `<span class="pos">${index + 1}</span><span class="line">${item.task.line || "–"}</span>` +
-      `<span class="age">${item.label}</span><span class="why">${item.labeler} · ${item.task.source}${item.task.agreement ? " · conflict" : ""}</span>`;
+    const li = element("li", {},
+      element("span", { class: "pos" }, index + 1),
+      element("span", { class: "line" }, item.task.line || "–"),
+      element("span", { class: "age" }, item.label),
+      element("span", { class: "why" },
+        `${item.labeler} · ${item.task.source}${item.task.agreement ? " · conflict" : ""}`));
     li.addEventListener("click", () => pickReview(index));
     list.append(li);
   });
@@ -225,48 +237,23 @@ async function decide(action) {
   if (!state.annotation) return;
   const note = $("review-text").value;
   const body = action === "accept" ? { note, label: state.label, regions: state.regions } : { note };
-  const result = await call("POST", `/annotations/${state.annotation.id}/${action}`, body);
-  if (!result.ok) { say(result.data?.error?.message || "Refused.", "error"); return; }
+  let decided;
+  try {
+    decided = await call("POST", `/annotations/${state.annotation.id}/${action}`, body);
+  } catch (error) {
+    say(errorMessage(error, "Refused."), "error");
+    return;
+  }
   $("review-text").value = "";
-  say(action === "accept" ? `Accepted task ${result.data.task.id}.` : `Sent task ${result.data.task.id} back.`, "pass");
+  say(action === "accept" ? `Accepted task ${decided.task.id}.` : `Sent task ${decided.task.id} back.`, "pass");
   const message = $("message").textContent;
   await loadReviews();
   say(message, "pass");
 }
 
-// --- geometry and view ---
+// --- geometry (zoom and pan: viewer.js) ---
 function imageSize() {
-  return { w: $("photo").naturalWidth || 1, h: $("photo").naturalHeight || 1 };
-}
-function applyView() {
-  const { scale, x, y } = state.view;
-  $("stage").style.transform = `translate(${x}px, ${y}px) scale(${scale})`;
-  $("zoom-level").textContent = `${Math.round(scale * 100)}%`;
-}
-function fit() {
-  const { w, h } = imageSize();
-  const box = $("viewport").getBoundingClientRect();
-  const scale = Math.min(box.width / w, box.height / h) * 0.95;
-  state.view = { scale, x: (box.width - w * scale) / 2, y: (box.height - h * scale) / 2 };
-  applyView();
-}
-function zoom(factor, cx, cy) {
-  const box = $("viewport").getBoundingClientRect();
-  cx = cx ?? box.width / 2;
-  cy = cy ?? box.height / 2;
-  const v = state.view;
-  const scale = Math.max(0.1, Math.min(40, v.scale * factor));
-  v.x = cx - ((cx - v.x) * scale) / v.scale;
-  v.y = cy - ((cy - v.y) * scale) / v.scale;
-  v.scale = scale;
-  applyView();
-}
-function toImage(event) {
-  const box = $("viewport").getBoundingClientRect();
-  const { w, h } = imageSize();
-  const x = (event.clientX - box.left - state.view.x) / state.view.scale;
-  const y = (event.clientY - box.top - state.view.y) / state.view.scale;
-  return [Math.round(Math.max(0, Math.min(w, x)) * 10) / 10, Math.round(Math.max(0, Math.min(h, y)) * 10) / 10];
+  return { width: $("photo").naturalWidth || 1, height: $("photo").naturalHeight || 1 };
 }
 function bounds(points) {
   const xs = points.map((p) => p[0]);
@@ -274,7 +261,7 @@ function bounds(points) {
   return [Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)];
 }
 function moveRegion(region, dx, dy) {
-  const { w, h } = imageSize();
+  const { width: w, height: h } = imageSize();
   const [x0, y0, x1, y1] = region.box;
   dx = Math.max(-x0, Math.min(w - x1, dx));
   dy = Math.max(-y0, Math.min(h - y1, dy));
@@ -283,49 +270,42 @@ function moveRegion(region, dx, dy) {
 }
 
 // --- drawing ---
-function el(name, attrs, parent) {
-  const node = document.createElementNS(SVG, name);
-  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
-  if (parent) parent.append(node);
-  return node;
-}
-
 function render() {
   const svg = $("overlay");
-  const { w, h } = imageSize();
+  const { width: w, height: h } = imageSize();
   svg.setAttribute("width", w);
   svg.setAttribute("height", h);
   svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
-  svg.innerHTML = "";
+  svg.replaceChildren();
   if (state.showModel && state.annotation) {
     for (const region of state.annotation.task.model_regions || []) {
       const [x0, y0, x1, y1] = region.box;
-      el("rect", { class: "model-region", x: x0, y: y0, width: x1 - x0, height: y1 - y0 }, svg);
+      svgElement("rect", { class: "model-region", x: x0, y: y0, width: x1 - x0, height: y1 - y0 }, svg);
     }
   }
   state.regions.forEach((region, index) => {
-    const g = el("g", { class: `region t-${region.defect_type}${index === state.selected ? " selected" : ""}`, "data-index": index }, svg);
+    const g = svgElement("g", { class: `region t-${region.defect_type}${index === state.selected ? " selected" : ""}`, "data-index": index }, svg);
     if (region.shape === "polygon") {
-      el("polygon", { points: region.points.map((p) => p.join(",")).join(" "), "data-index": index }, g);
+      svgElement("polygon", { points: region.points.map((p) => p.join(",")).join(" "), "data-index": index }, g);
     } else {
       const [x0, y0, x1, y1] = region.box;
-      el("rect", { x: x0, y: y0, width: x1 - x0, height: y1 - y0, "data-index": index }, g);
+      svgElement("rect", { x: x0, y: y0, width: x1 - x0, height: y1 - y0, "data-index": index }, g);
     }
-    const font = 12 / state.view.scale; // the same size on screen at any zoom
-    const tag = el("text", { class: "tag", x: region.box[0], y: Math.max(font, region.box[1] - 3 / state.view.scale), style: `font-size:${font}px;stroke-width:${3 / state.view.scale}px` }, g);
+    const font = 12 / viewer.scale; // the same size on screen at any zoom
+    const tag = svgElement("text", { class: "tag", x: region.box[0], y: Math.max(font, region.box[1] - 3 / viewer.scale), style: `font-size:${font}px;stroke-width:${3 / viewer.scale}px` }, g);
     tag.textContent = `${index + 1} ${region.defect_type}`;
     if (index === state.selected) {
-      const r = 5 / state.view.scale;
-      handles(region).forEach(([x, y], handle) => el("circle", { class: "handle", cx: x, cy: y, r, "data-index": index, "data-handle": handle }, g));
+      const r = 5 / viewer.scale;
+      handles(region).forEach(([x, y], handle) => svgElement("circle", { class: "handle", cx: x, cy: y, r, "data-index": index, "data-handle": handle }, g));
     }
   });
   if (state.draft?.points) {
     const pts = state.draft.points.map((p) => p.join(",")).join(" ");
-    el("polyline", { class: "draft", points: state.draft.cursor ? `${pts} ${state.draft.cursor.join(",")}` : pts }, svg);
+    svgElement("polyline", { class: "draft", points: state.draft.cursor ? `${pts} ${state.draft.cursor.join(",")}` : pts }, svg);
   }
   if (state.draft?.start && state.draft.end) {
     const [x0, y0, x1, y1] = bounds([state.draft.start, state.draft.end]);
-    el("rect", { class: "draft", x: x0, y: y0, width: x1 - x0, height: y1 - y0 }, svg);
+    svgElement("rect", { class: "draft", x: x0, y: y0, width: x1 - x0, height: y1 - y0 }, svg);
   }
   renderSide();
 }
@@ -342,7 +322,7 @@ function renderSide() {
   document.querySelector('[data-action="model"]').classList.toggle("active", state.showModel);
   $("viewport").classList.toggle("drawing", state.tool !== "select");
   const list = $("regions");
-  list.innerHTML = "";
+  list.replaceChildren();
   state.regions.forEach((region, index) => {
     const li = document.createElement("li");
     li.className = index === state.selected ? "selected" : "";
@@ -362,7 +342,7 @@ let drag = null;
 $("viewport").addEventListener("pointerdown", (event) => {
   if (!state.annotation || event.button !== 0) return;
   $("viewport").focus();
-  const point = toImage(event);
+  const point = viewer.toImage(event);
   const target = event.target;
   if (state.tool === "polygon") {
     state.draft = state.draft?.points ? state.draft : { points: [] };
@@ -381,21 +361,18 @@ $("viewport").addEventListener("pointerdown", (event) => {
     drag = { kind: "move", last: point, index: state.selected };
   } else {
     state.selected = -1;
-    drag = { kind: "pan", x: event.clientX, y: event.clientY };
+    drag = { kind: "pan" };
+    viewer.beginPan(event);
   }
   $("viewport").setPointerCapture(event.pointerId);
   render();
 });
 $("viewport").addEventListener("pointermove", (event) => {
-  if (state.tool === "polygon" && state.draft?.points) { state.draft.cursor = toImage(event); render(); return; }
+  if (state.tool === "polygon" && state.draft?.points) { state.draft.cursor = viewer.toImage(event); render(); return; }
   if (!drag) return;
-  const point = toImage(event);
+  const point = viewer.toImage(event);
   if (drag.kind === "pan") {
-    state.view.x += event.clientX - drag.x;
-    state.view.y += event.clientY - drag.y;
-    drag.x = event.clientX;
-    drag.y = event.clientY;
-    applyView();
+    viewer.panTo(event);
     return;
   }
   if (drag.kind === "box") state.draft.end = point;
@@ -432,11 +409,6 @@ $("viewport").addEventListener("pointerup", () => {
   render();
 });
 $("viewport").addEventListener("dblclick", () => { if (state.tool === "polygon") closePolygon(); });
-$("viewport").addEventListener("wheel", (event) => {
-  event.preventDefault();
-  const box = $("viewport").getBoundingClientRect();
-  zoom(event.deltaY < 0 ? 1.15 : 1 / 1.15, event.clientX - box.left, event.clientY - box.top);
-}, { passive: false });
 
 function addRegion(region) {
   const type = state.regions[state.selected]?.defect_type || "scratch";
@@ -473,9 +445,9 @@ document.querySelectorAll("[data-tool]").forEach((b) => b.addEventListener("clic
 document.querySelectorAll("[data-label]").forEach((b) => b.addEventListener("click", () => { state.label = b.dataset.label; changed(); }));
 document.querySelector('[data-action="delete"]').addEventListener("click", deleteSelected);
 document.querySelector('[data-action="model"]').addEventListener("click", () => { state.showModel = !state.showModel; render(); });
-document.querySelector('[data-action="zoom-in"]').addEventListener("click", () => zoom(1.25));
-document.querySelector('[data-action="zoom-out"]').addEventListener("click", () => zoom(0.8));
-document.querySelector('[data-action="fit"]').addEventListener("click", fit);
+for (const [action, run] of Object.entries(viewer.zoomActions())) {
+  document.querySelector(`[data-action="${action}"]`).addEventListener("click", run);
+}
 if (review) {
   $("accept-button").addEventListener("click", () => decide("accept"));
   $("sendback-button").addEventListener("click", () => decide("send-back"));
@@ -500,7 +472,7 @@ document.addEventListener("keydown", (event) => {
     v: () => setTool("select"), b: () => setTool("box"), p: () => setTool("polygon"),
     m: () => { state.showModel = !state.showModel; render(); },
     M: () => { for (const r of state.annotation?.task.model_regions || []) addRegion({ shape: "box", box: r.box, defect_type: r.defect_type || "scratch" }); },
-    "+": () => zoom(1.25), "=": () => zoom(1.25), "-": () => zoom(0.8), 0: fit,
+    ...viewer.zoomKeys(),
     Delete: deleteSelected, Backspace: deleteSelected,
     Enter: () => state.tool === "polygon" && closePolygon(),
     Escape: () => { state.draft = null; state.selected = -1; render(); },
@@ -520,7 +492,7 @@ document.addEventListener("keydown", (event) => {
 });
 window.addEventListener("beforeunload", () => keepLocally());
 window.addEventListener("online", () => save());
-window.addEventListener("resize", () => state.annotation && fit());
+window.addEventListener("resize", () => state.annotation && viewer.fit());
 
 if (review) loadReviews();
 else next();

@@ -1,24 +1,10 @@
 // Registry pages: forms and buttons that call the registry API (a refusal, e.g. the gate, is
 // shown in the server's words), and the live progress of training runs (polled from their
 // database row every second until they finish).
-function csrf() {
-  const match = document.cookie.match(/(?:^|; )csrftoken=([^;]+)/);
-  return match ? decodeURIComponent(match[1]) : "";
-}
+import { api, errorMessage } from "./api.js";
 
-async function call(url, method, body) {
-  const response = await fetch(url, {
-    method,
-    credentials: "same-origin",
-    headers: { "Content-Type": "application/json", "X-CSRFToken": csrf() },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const data = await response.json().catch(() => null);
-  if (!response.ok) {
-    throw new Error(data?.error?.message || `Refused (HTTP ${response.status}).`);
-  }
-  return data;
-}
+// The server's words for a refusal; a bare status when it answered without any.
+const refusalText = (error) => errorMessage(error, `Refused (HTTP ${error.status}).`);
 
 function refusalNear(element) {
   const scope = element.closest("form, section, .panel") || document;
@@ -61,11 +47,11 @@ for (const form of document.querySelectorAll("form.api-form")) {
     const button = form.querySelector("button[type=submit]");
     if (button) button.disabled = true;
     try {
-      const data = await call(form.dataset.api, form.dataset.method || "POST", formBody(form));
+      const data = await api(form.dataset.method || "POST", form.dataset.api, formBody(form));
       if (form.dataset.then === "run") location.assign(`/models/runs/${data.id}/`);
       else location.reload();
     } catch (error) {
-      if (refusal) refusal.textContent = error.message;
+      if (refusal) refusal.textContent = refusalText(error);
       if (button) button.disabled = false;
     }
   });
@@ -78,10 +64,10 @@ for (const button of document.querySelectorAll("button[data-api]")) {
     button.disabled = true;
     try {
       const body = button.dataset.body ? JSON.parse(button.dataset.body) : undefined;
-      await call(button.dataset.api, button.dataset.method || "POST", body);
+      await api(button.dataset.method || "POST", button.dataset.api, body);
       location.reload();
     } catch (error) {
-      if (refusal) refusal.textContent = error.message;
+      if (refusal) refusal.textContent = refusalText(error);
       button.disabled = false;
     }
   });
@@ -151,7 +137,7 @@ function watch(scope) {
   const id = scope.dataset.runId;
   const tick = async () => {
     try {
-      const run = await call(`/api/v1/models/training-runs/${id}`, "GET");
+      const run = await api("GET", `/api/v1/models/training-runs/${id}`);
       render(scope, run);
       if (FINISHED.has(run.status)) {
         if (scope.id !== "run") setTimeout(() => location.reload(), 500);
@@ -171,9 +157,9 @@ if (page) {
   cancel?.addEventListener("click", async () => {
     cancel.disabled = true;
     try {
-      render(page, await call(`/api/v1/models/training-runs/${page.dataset.runId}/cancel`, "POST"));
+      render(page, await api("POST", `/api/v1/models/training-runs/${page.dataset.runId}/cancel`));
     } catch (error) {
-      set(page, "refusal", error.message);
+      set(page, "refusal", refusalText(error));
       cancel.disabled = false;
     }
   });
