@@ -12,9 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from vision.artifacts import ArtifactError
 from vision.datasets import DatasetError, Item, read_folder, read_manifest
+from vision.evaluation import evaluate
+from vision.export import export_onnx, export_torchscript
+from vision.images import decode_image, encode_jpeg
+from vision.inference import Predictor
+from vision.synth import Lighting, synth_items, synth_phone, write_dataset
+from vision.train import TrainConfig, train
 
 DEFAULT_SIZE = (1024, 576)
 DEFAULT_EVAL_SEED = 1_000_003  # far from the training seeds, so `synth:N` evaluation is held out
@@ -37,8 +44,6 @@ def parse_size(text: str) -> tuple[int, int]:
 def load_data(spec: str, *, size: tuple[int, int], default_seed: int) -> list[Item]:
     """`synth:N[:SEED]`, a manifest CSV, or a folder of images."""
     if spec.startswith("synth:"):
-        from vision.synth import synth_items
-
         parts = spec.split(":")
         try:
             count = int(parts[1])
@@ -81,8 +86,6 @@ def _progress_printer(quiet: bool):
 
 
 def command_synth(args: argparse.Namespace) -> None:
-    from vision.synth import Lighting, write_dataset
-
     lighting = Lighting.parse(args.lighting) if args.lighting else None
     started = time.perf_counter()
     manifest = write_dataset(
@@ -99,8 +102,6 @@ def command_synth(args: argparse.Namespace) -> None:
 
 
 def command_train(args: argparse.Namespace) -> None:
-    from vision.train import TrainConfig, train
-
     size = parse_size(args.size)
     items = load_data(args.data, size=size, default_seed=args.seed)
     val_items = (
@@ -132,9 +133,6 @@ def command_train(args: argparse.Namespace) -> None:
 
 
 def command_evaluate(args: argparse.Namespace) -> None:
-    from vision.evaluation import evaluate
-    from vision.inference import Predictor
-
     predictor = Predictor.from_artifact(args.model, threads=args.threads)
     items = load_data(args.data, size=parse_size(args.size), default_seed=DEFAULT_EVAL_SEED)
     report = evaluate(predictor, items, overlays_dir=args.overlays)
@@ -153,12 +151,6 @@ def _time_ms(function, repeats: int) -> list[float]:
 
 
 def command_bench(args: argparse.Namespace) -> None:
-    import torch
-
-    from vision.images import decode_image, encode_jpeg
-    from vision.inference import Predictor
-    from vision.synth import synth_phone
-
     width, height = parse_size(args.size)
     predictor = Predictor.from_artifact(args.model)
     phones = [synth_phone(seed=seed, size=(width, height)).image for seed in range(4)]
@@ -185,8 +177,6 @@ def command_bench(args: argparse.Namespace) -> None:
 
 
 def command_export(args: argparse.Namespace) -> None:
-    from vision.export import export_onnx, export_torchscript
-
     exporter = export_onnx if args.format == "onnx" else export_torchscript
     report = exporter(args.model, args.out)
     _emit(
@@ -200,54 +190,74 @@ def command_export(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vision", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    for add_command in (
+        _add_synth_command,
+        _add_train_command,
+        _add_evaluate_command,
+        _add_bench_command,
+        _add_export_command,
+    ):
+        add_command(commands).add_argument("--json", action="store_true", help="print JSON")
+    return parser
 
-    synth = commands.add_parser("synth", help="write synthetic phone photos with masks")
-    synth.add_argument("--count", type=int, required=True)
-    synth.add_argument("--out", required=True)
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--size", default="1024x576")
-    synth.add_argument("--defect-rate", type=float, default=0.5)
-    synth.add_argument(
+
+def _add_synth_command(commands: Any) -> argparse.ArgumentParser:
+    command = commands.add_parser("synth", help="write synthetic phone photos with masks")
+    command.add_argument("--count", type=int, required=True)
+    command.add_argument("--out", required=True)
+    command.add_argument("--seed", type=int, default=0)
+    command.add_argument("--size", default="1024x576")
+    command.add_argument("--defect-rate", type=float, default=0.5)
+    command.add_argument(
         "--lighting", help="e.g. brightness=1.3,temperature=4000,direction=45 (6500 K neutral)"
     )
-    synth.set_defaults(handler=command_synth)
+    command.set_defaults(handler=command_synth)
+    return command
 
-    train = commands.add_parser("train", help="train a model from scratch")
-    train.add_argument("--data", required=True, help="synth:N[:SEED], MANIFEST.csv or a folder")
-    train.add_argument("--val-data", help="held-out validation data (default: a split of --data)")
-    train.add_argument("--out", required=True)
-    train.add_argument("--minutes", type=float, default=4.0)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--size", default="1024x576", help="size of synthetic images")
-    train.add_argument("--threads", type=int)
-    train.add_argument("--device", default="auto")
-    train.add_argument("--max-steps", type=int)
-    train.set_defaults(handler=command_train)
 
-    evaluate = commands.add_parser("evaluate", help="measure a model on labelled data")
-    evaluate.add_argument("--model", required=True)
-    evaluate.add_argument("--data", required=True, help="synth:N[:SEED], MANIFEST.csv or a folder")
-    evaluate.add_argument("--size", default="1024x576", help="size of synthetic images")
-    evaluate.add_argument("--overlays", help="write heatmap overlays with boxes to this folder")
-    evaluate.add_argument("--items", action="store_true", help="include per-image results")
-    evaluate.add_argument("--threads", type=int)
-    evaluate.set_defaults(handler=command_evaluate)
+def _add_train_command(commands: Any) -> argparse.ArgumentParser:
+    command = commands.add_parser("train", help="train a model from scratch")
+    command.add_argument("--data", required=True, help="synth:N[:SEED], MANIFEST.csv or a folder")
+    command.add_argument("--val-data", help="held-out validation data (default: a split of --data)")
+    command.add_argument("--out", required=True)
+    command.add_argument("--minutes", type=float, default=4.0)
+    command.add_argument("--seed", type=int, default=0)
+    command.add_argument("--size", default="1024x576", help="size of synthetic images")
+    command.add_argument("--threads", type=int)
+    command.add_argument("--device", default="auto")
+    command.add_argument("--max-steps", type=int)
+    command.set_defaults(handler=command_train)
+    return command
 
-    bench = commands.add_parser("bench", help="inference latency per image")
-    bench.add_argument("--model", required=True)
-    bench.add_argument("--size", default="1024x576")
-    bench.add_argument("--repeats", type=int, default=20)
-    bench.set_defaults(handler=command_bench)
 
-    export = commands.add_parser("export", help="TorchScript or ONNX for edge devices")
-    export.add_argument("--model", required=True)
-    export.add_argument("--format", choices=["onnx", "torchscript"], required=True)
-    export.add_argument("--out", required=True)
-    export.set_defaults(handler=command_export)
+def _add_evaluate_command(commands: Any) -> argparse.ArgumentParser:
+    command = commands.add_parser("evaluate", help="measure a model on labelled data")
+    command.add_argument("--model", required=True)
+    command.add_argument("--data", required=True, help="synth:N[:SEED], MANIFEST.csv or a folder")
+    command.add_argument("--size", default="1024x576", help="size of synthetic images")
+    command.add_argument("--overlays", help="write heatmap overlays with boxes to this folder")
+    command.add_argument("--items", action="store_true", help="include per-image results")
+    command.add_argument("--threads", type=int)
+    command.set_defaults(handler=command_evaluate)
+    return command
 
-    for sub in (synth, train, evaluate, bench, export):
-        sub.add_argument("--json", action="store_true", help="print JSON")
-    return parser
+
+def _add_bench_command(commands: Any) -> argparse.ArgumentParser:
+    command = commands.add_parser("bench", help="inference latency per image")
+    command.add_argument("--model", required=True)
+    command.add_argument("--size", default="1024x576")
+    command.add_argument("--repeats", type=int, default=20)
+    command.set_defaults(handler=command_bench)
+    return command
+
+
+def _add_export_command(commands: Any) -> argparse.ArgumentParser:
+    command = commands.add_parser("export", help="TorchScript or ONNX for edge devices")
+    command.add_argument("--model", required=True)
+    command.add_argument("--format", choices=["onnx", "torchscript"], required=True)
+    command.add_argument("--out", required=True)
+    command.set_defaults(handler=command_export)
+    return command
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,97 +56,129 @@ def evaluate(
     progress: Callable[[int, int], None] | None = None,
 ) -> EvaluationReport:
     """Predict every item and measure. Pixel metrics use the items that have masks."""
-    labels, scores, rows = [], [], []
-    ious_pred, ious_true, defects_hit = [], [], []
-    clean_with_regions, regions_off_defect = [], []
-    predict_ms = []
-    per_type: dict[str, list[int]] = {}
+    tally = _Tally()
+    rows = []
     if overlays_dir is not None:
         Path(overlays_dir).mkdir(parents=True, exist_ok=True)
     for index, item in enumerate(items):
-        image = item.load_image()
-        started = time.perf_counter()
-        [prediction] = predictor.predict([image])
-        predict_ms.append((time.perf_counter() - started) * 1000)
-        label = 1 if item.label == "defect" else 0
-        labels.append(label)
-        scores.append(prediction.score)
-        flagged = prediction.verdict != "pass"
-        row = {
-            "item": _item_name(item, index),
-            "label": item.label,
-            "defect_type": item.defect_type,
-            **prediction.to_dict(),
-        }
-        if not label:
-            clean_with_regions.append(bool(prediction.regions))
-        if label:
-            per_type.setdefault(item.defect_type or "defect", []).append(int(flagged))
-        mask = item.load_mask() if (item.mask is not None or item.mask_path) else None
-        if mask is not None:
-            ious_pred.append(_pixel_prediction(prediction, predictor.region_threshold))
-            ious_true.append(mask)
-            if mask.any():
-                hits, defects = _defects_hit(item, mask, prediction)
-                defects_hit.append((hits, defects))
-                row["regions_hit"] = f"{hits}/{defects}"
-                regions_off_defect.extend(
-                    not mask[y0:y1, x0:x1].any()
-                    for x0, y0, x1, y1 in (region.box for region in prediction.regions)
-                )
-        if overlays_dir is not None:
-            name = f"{index:04d}_{item.label}_{prediction.verdict}_{prediction.score:.2f}.png"
-            (Path(overlays_dir) / name).write_bytes(_overlay_with_boxes(image, prediction))
-            row["overlay"] = name
-        rows.append(row)
+        rows.append(_evaluate_item(predictor, item, index, tally, overlays_dir))
         if progress:
             progress(index + 1, len(items))
-    labels_array, scores_array = np.array(labels), np.array(scores)
+    metrics = {**_image_metrics(predictor, tally), **_pixel_and_region_metrics(tally)}
+    return EvaluationReport(metrics=metrics, items=rows)
+
+
+@dataclass
+class _Tally:
+    """What evaluate() collects item by item, for the metrics at the end."""
+
+    labels: list[int] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    predict_ms: list[float] = field(default_factory=list)
+    flagged_by_type: dict[str, list[int]] = field(default_factory=dict)
+    predicted_masks: list[np.ndarray] = field(default_factory=list)
+    true_masks: list[np.ndarray] = field(default_factory=list)
+    defects_hit: list[tuple[int, int]] = field(default_factory=list)
+    clean_with_regions: list[bool] = field(default_factory=list)
+    regions_off_defect: list[bool] = field(default_factory=list)
+
+
+def _evaluate_item(
+    predictor: Predictor,
+    item: Item,
+    index: int,
+    tally: _Tally,
+    overlays_dir: str | Path | None,
+) -> dict[str, Any]:
+    """Predict one item, add it to the tally, write its overlay; its row of the report."""
+    image = item.load_image()
+    started = time.perf_counter()
+    [prediction] = predictor.predict([image])
+    tally.predict_ms.append((time.perf_counter() - started) * 1000)
+    label = 1 if item.label == "defect" else 0
+    tally.labels.append(label)
+    tally.scores.append(prediction.score)
+    flagged = prediction.verdict != "pass"
+    row = {
+        "item": _item_name(item, index),
+        "label": item.label,
+        "defect_type": item.defect_type,
+        **prediction.to_dict(),
+    }
+    if not label:
+        tally.clean_with_regions.append(bool(prediction.regions))
+    if label:
+        tally.flagged_by_type.setdefault(item.defect_type or "defect", []).append(int(flagged))
+    mask = item.load_mask() if (item.mask is not None or item.mask_path) else None
+    if mask is not None:
+        tally.predicted_masks.append(_pixel_prediction(prediction, predictor.region_threshold))
+        tally.true_masks.append(mask)
+        if mask.any():
+            hits, defects = _defects_hit(item, mask, prediction)
+            tally.defects_hit.append((hits, defects))
+            row["regions_hit"] = f"{hits}/{defects}"
+            tally.regions_off_defect.extend(
+                not mask[y0:y1, x0:x1].any()
+                for x0, y0, x1, y1 in (region.box for region in prediction.regions)
+            )
+    if overlays_dir is not None:
+        name = f"{index:04d}_{item.label}_{prediction.verdict}_{prediction.score:.2f}.png"
+        (Path(overlays_dir) / name).write_bytes(_overlay_with_boxes(image, prediction))
+        row["overlay"] = name
+    return row
+
+
+def _image_metrics(predictor: Predictor, tally: _Tally) -> dict[str, Any]:
+    """Counts, ranking, and what the pass and fail thresholds decide."""
+    labels, scores = np.array(tally.labels), np.array(tally.scores)
     metrics: dict[str, Any] = {
-        "n_images": len(items),
-        "n_defect": int(labels_array.sum()),
-        "n_ok": int(len(labels) - labels_array.sum()),
+        "n_images": len(labels),
+        "n_defect": int(labels.sum()),
+        "n_ok": int(len(labels) - labels.sum()),
         "pass_threshold": predictor.pass_threshold,
         "fail_threshold": predictor.fail_threshold,
-        "ms_per_image": float(np.mean(predict_ms)) if predict_ms else None,
+        "ms_per_image": float(np.mean(tally.predict_ms)) if tally.predict_ms else None,
     }
-    if 0 < labels_array.sum() < len(labels_array):
-        metrics["auroc"] = auroc(labels_array, scores_array)
-        metrics["average_precision"] = average_precision(labels_array, scores_array)
+    if 0 < labels.sum() < len(labels):
+        metrics["auroc"] = auroc(labels, scores)
+        metrics["average_precision"] = average_precision(labels, scores)
     else:
         metrics["auroc"] = None
         metrics["average_precision"] = None
-    at_fail = precision_recall_f1(labels_array, scores_array, predictor.fail_threshold)
+    at_fail = precision_recall_f1(labels, scores, predictor.fail_threshold)
     metrics.update({k: at_fail[k] for k in ("precision", "recall", "f1")})
-    predicted = (scores_array >= predictor.fail_threshold).astype(int)
-    metrics["confusion_matrix"] = confusion_matrix(labels_array, predicted)
-    flagged_all = scores_array >= predictor.pass_threshold
-    metrics["flagged_recall"] = (
-        float(flagged_all[labels_array == 1].mean()) if labels_array.sum() else None
-    )
-    metrics["false_pass"] = int(((labels_array == 1) & ~flagged_all).sum())
+    predicted = (scores >= predictor.fail_threshold).astype(int)
+    metrics["confusion_matrix"] = confusion_matrix(labels, predicted)
+    flagged_all = scores >= predictor.pass_threshold
+    metrics["flagged_recall"] = float(flagged_all[labels == 1].mean()) if labels.sum() else None
+    metrics["false_pass"] = int(((labels == 1) & ~flagged_all).sum())
     metrics["automated_share"] = float(
-        np.mean(
-            (scores_array < predictor.pass_threshold) | (scores_array >= predictor.fail_threshold)
-        )
+        np.mean((scores < predictor.pass_threshold) | (scores >= predictor.fail_threshold))
     )
     metrics["flagged_by_defect_type"] = {
-        name: {"flagged": int(sum(hits)), "total": len(hits)} for name, hits in per_type.items()
+        name: {"flagged": int(sum(hits)), "total": len(hits)}
+        for name, hits in tally.flagged_by_type.items()
     }
-    if ious_true:
-        metrics["pixel_iou"] = pixel_iou(ious_pred, ious_true)
+    return metrics
+
+
+def _pixel_and_region_metrics(tally: _Tally) -> dict[str, Any]:
+    """Pixel IoU on the masked items, and how regions fall on clean images and defects."""
+    metrics: dict[str, Any] = {}
+    if tally.true_masks:
+        metrics["pixel_iou"] = pixel_iou(tally.predicted_masks, tally.true_masks)
     # What a lower region threshold costs: regions on clean images and beside the defects.
     metrics["clean_images_with_regions"] = (
-        float(np.mean(clean_with_regions)) if clean_with_regions else None
+        float(np.mean(tally.clean_with_regions)) if tally.clean_with_regions else None
     )
     metrics["regions_off_defect"] = (
-        float(np.mean(regions_off_defect)) if regions_off_defect else None
+        float(np.mean(tally.regions_off_defect)) if tally.regions_off_defect else None
     )
-    if defects_hit:
+    if tally.defects_hit:
         # Summed over the dataset: every true defect counts once, however many share an image.
-        hits, defects = np.sum(defects_hit, axis=0)
+        hits, defects = np.sum(tally.defects_hit, axis=0)
         metrics["region_recall"] = float(hits / defects) if defects else None
-    return EvaluationReport(metrics=metrics, items=rows)
+    return metrics
 
 
 def _defects_hit(item: Item, mask: np.ndarray, prediction: ImagePrediction) -> tuple[int, int]:

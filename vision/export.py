@@ -115,7 +115,9 @@ def export_torchscript(
 def export_onnx(
     artifact: str | Path, out: str | Path, *, parity_size: tuple[int, int] = (320, 192)
 ) -> ExportReport:
-    import onnxruntime  # imported here: only exports need it
+    # Imported here, not at the top: only ONNX export needs onnxruntime, and the rest of vision
+    # (the CLI included) imports torch, numpy and Pillow only.
+    import onnxruntime
 
     loaded = load_artifact(artifact)
     normalization = loaded.metadata.get("normalization", NORMALIZATION)

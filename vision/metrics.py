@@ -220,10 +220,21 @@ def _labelled_runs(
         empty = np.zeros(0, np.int64)
         return empty, empty, empty, empty, 0
 
-    # Runs a (row y) and b (row y + 1) touch when their column ranges overlap, or, with
-    # 8-connectivity, also meet at a corner. Runs in one row are sorted and disjoint, so the
-    # runs b that touch a form one contiguous index range [first, last), found by searchsorted
-    # on keys that put each row in its own band of width + 2.
+    a, b = _touching_runs(rows, starts, ends, width, connectivity)
+    run_labels = _component_labels(n_runs, a, b)
+    return rows, starts, ends, run_labels, int(run_labels.max())
+
+
+def _touching_runs(
+    rows: np.ndarray, starts: np.ndarray, ends: np.ndarray, width: int, connectivity: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (a, b) of runs in consecutive rows that touch.
+
+    Runs a (row y) and b (row y + 1) touch when their column ranges overlap, or, with
+    8-connectivity, also meet at a corner. Runs in one row are sorted and disjoint, so the
+    runs b that touch a form one contiguous index range [first, last), found by searchsorted
+    on keys that put each row in its own band of width + 2.
+    """
     stride = width + 2
     reach = 0 if connectivity == 8 else 1
     start_keys = rows * stride + starts
@@ -232,13 +243,19 @@ def _labelled_runs(
     first = np.searchsorted(end_keys, below + starts + reach, side="left")
     last = np.searchsorted(start_keys, below + ends - reach, side="right")
     counts = np.maximum(last - first, 0)
-    a = np.repeat(np.arange(n_runs), counts)
+    a = np.repeat(np.arange(rows.size), counts)
     b = np.repeat(first, counts) + (
         np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
     )
+    return a, b
 
-    # Union-find by hooking the larger root onto the smaller, then pointer jumping; parent[i]
-    # never exceeds i, so there are no cycles, and a few rounds settle even long snakes.
+
+def _component_labels(n_runs: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Label 1..n of each run's component, given the touching pairs (a, b).
+
+    Union-find by hooking the larger root onto the smaller, then pointer jumping; parent[i]
+    never exceeds i, so there are no cycles, and a few rounds settle even long snakes.
+    """
     parent = np.arange(n_runs)
     while a.size:
         root_a, root_b = parent[a], parent[b]
@@ -254,8 +271,7 @@ def _labelled_runs(
             parent = jumped
         a, b = a[differ], b[differ]
     _, run_labels = np.unique(parent, return_inverse=True)
-    run_labels = run_labels.astype(np.int32) + 1
-    return rows, starts, ends, run_labels, int(run_labels.max())
+    return run_labels.astype(np.int32) + 1
 
 
 def _rasterise(boxes: Sequence[Box], shape: tuple[int, int]) -> np.ndarray:

@@ -1,0 +1,85 @@
+"""vision.train.loop: a whole training run, its progress, cancelling, data checks, metadata."""
+
+import numpy as np
+import pytest
+import torch
+
+from vision.artifacts import load_artifact
+from vision.datasets import Item
+from vision.synth import synth_items
+from vision.train import TrainConfig, TrainingCancelled, TrainingDataError, train
+
+FAST = TrainConfig(max_steps=3, steps_per_epoch=3, batch_size=4, crop=64, seed=5)
+
+
+def test_artifact_metadata_says_how_it_was_made(tiny_artifact, tiny_items):
+    metadata = load_artifact(tiny_artifact).metadata
+    assert metadata["architecture"] == "scratchnet-v1"
+    assert metadata["thresholds"]["pass"] <= metadata["thresholds"]["fail"]
+    assert len(metadata["training_data"]["hash"]) == 64
+    assert metadata["library_versions"]["torch"] == torch.__version__
+    assert metadata["train_config"]["seed"] == 3
+    assert {"val_loss", "best_epoch"} <= set(metadata["metrics"])
+
+
+def test_same_seed_same_weights(tiny_items):
+    first = train(tiny_items, config=FAST).model.state_dict()
+    second = train(tiny_items, config=FAST).model.state_dict()
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+
+
+def test_progress_reports_steps_and_epochs_in_order(tiny_items):
+    events = []
+    train(tiny_items, config=FAST, progress=events.append)
+    steps = [e["step"] for e in events if e["event"] == "step"]
+    assert steps == [1, 2, 3]
+    epoch = next(e for e in events if e["event"] == "epoch")
+    assert {"train_loss", "val_loss", "fraction"} - set(epoch) == {"fraction"}
+    assert events[-1]["event"] == "done"
+    assert all(0 <= e["fraction"] <= 1 for e in events if e["event"] == "step")
+
+
+def test_should_stop_cancels_without_a_model(tiny_items):
+    calls = []
+
+    def should_stop():
+        calls.append(1)
+        return len(calls) > 2
+
+    with pytest.raises(TrainingCancelled, match="step 2"):
+        train(tiny_items, config=FAST, should_stop=should_stop)
+
+
+def test_needs_both_classes():
+    oks = [item for item in synth_items(12, seed=1, size=(64, 36), defect_rate=0.0)]
+    with pytest.raises(TrainingDataError, match="both ok and defect"):
+        train(oks, config=FAST)
+
+
+def test_boxes_and_bare_labels_are_enough_to_train():
+    """Inspectors give boxes or just a verdict: training must take those without masks."""
+    items = synth_items(16, seed=9, size=(128, 72), defect_rate=0.5)
+    weak = []
+    for index, item in enumerate(items):
+        if item.label == "defect" and index % 2:
+            weak.append(Item(label="defect", image=item.image, boxes=item.boxes, group=item.group))
+        elif item.label == "defect":
+            weak.append(Item(label="defect", image=item.image, group=item.group))
+        else:
+            weak.append(Item(label="ok", image=item.image, group=item.group))
+    result = train(weak, config=FAST)
+    assert np.isfinite(result.history[-1]["train_loss"])
+
+
+def test_loss_goes_down_on_synthetic_phones():
+    items = synth_items(24, seed=2, size=(256, 144), defect_rate=0.5, defect_types=None)
+    config = TrainConfig(max_steps=40, steps_per_epoch=20, batch_size=8, crop=96, seed=1)
+    result = train(items, config=config)
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+def test_zoom_augmentation_trains_and_is_recorded():
+    config = TrainConfig(max_steps=4, steps_per_epoch=2, batch_size=4, crop=64, scale_jitter=0.3)
+    result = train(synth_items(12, seed=2, size=(128, 72)), config=config)
+    assert result.metadata["train_config"]["scale_jitter"] == 0.3

@@ -1,0 +1,322 @@
+"""The training run: data checks, epochs within a time budget, early stopping, metadata."""
+
+from __future__ import annotations
+
+import copy
+import math
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vision.artifacts import save_artifact
+from vision.datasets import Item, split_items
+from vision.model import NORMALIZATION, ScratchNet
+from vision.train.calibration import calibrate_thresholds, region_threshold_for, validation_metrics
+from vision.train.config import (
+    ProgressCallback,
+    StopCallback,
+    TrainConfig,
+    TrainingCancelled,
+    TrainingDataError,
+)
+from vision.train.samples import Sample, data_hash, load_sample
+from vision.train.trainer import Trainer
+
+
+@dataclass
+class TrainResult:
+    model: ScratchNet
+    metadata: dict[str, Any]
+    history: list[dict[str, Any]]
+    stopped_because: str
+
+    def save(self, path: str | Path) -> str:
+        return save_artifact(path, self.model, self.metadata)
+
+
+def train(
+    items: Sequence[Item],
+    *,
+    config: TrainConfig | None = None,
+    progress: ProgressCallback | None = None,
+    should_stop: StopCallback | None = None,
+    val_items: Sequence[Item] | None = None,
+) -> TrainResult:
+    """Train a ScratchNet on `items`; the validation split is taken from them unless given."""
+    config = config or TrainConfig()
+    budget = _Budget.start(config)
+    report = progress or (lambda event: None)
+    stop = should_stop or (lambda: False)
+    device = _prepare_torch(config)
+
+    items = list(items)
+    train_items, val_items = _split(items, val_items, config)
+    report({"event": "loading", "items": len(items)})
+    samples = [load_sample(item, config.coarse_mask_fraction) for item in train_items]
+    val_samples = [load_sample(item, config.coarse_mask_fraction) for item in val_items]
+
+    trainer = Trainer(samples, config, device)
+    fit = _fit(trainer, val_samples, budget, report, stop)
+    if fit.best_state is not None:
+        trainer.model.load_state_dict(fit.best_state)
+    val_scores, val_peaks = trainer.scores(val_samples)
+    trainer.model.eval()  # scores() leaves the model in training mode
+    metadata = _metadata(
+        config=config,
+        device=device,
+        budget=budget,
+        fit=fit,
+        samples=samples,
+        train_items=train_items,
+        val_items=val_items,
+        val_labels=_labels(val_samples),
+        val_scores=val_scores,
+        val_peaks=val_peaks,
+    )
+    report({"event": "done", "metrics": metadata["metrics"], "thresholds": metadata["thresholds"]})
+    return TrainResult(trainer.model.cpu(), metadata, fit.history, fit.stopped_because)
+
+
+@dataclass(frozen=True)
+class _Budget:
+    """When training started and how much it may do: seconds and optimiser steps."""
+
+    started: float
+    seconds: float
+    total_steps: int
+
+    @classmethod
+    def start(cls, config: TrainConfig) -> _Budget:
+        total_steps = config.max_epochs * config.steps_per_epoch
+        if config.max_steps is not None:
+            total_steps = min(total_steps, config.max_steps)
+        return cls(time.monotonic(), config.minutes * 60, total_steps)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def progress(self, step: int) -> float:
+        """How far training is: by steps or by the time budget, whichever runs out first."""
+        return min(1.0, max(step / self.total_steps, self.elapsed() / self.seconds))
+
+
+@dataclass
+class _Fit:
+    """What the epochs produced: their history and the best epoch's weights."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_state: dict[str, Any] | None = None
+    best_epoch: int = 0
+    stopped_because: str = "max_epochs"
+    steps: int = 0
+
+
+def _prepare_torch(config: TrainConfig) -> torch.device:
+    """Threads and seeds; the seeds before anything draws, so a seed gives the same weights."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    if config.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(config.device)
+
+
+def _split(
+    items: list[Item], val_items: Sequence[Item] | None, config: TrainConfig
+) -> tuple[list[Item], list[Item]]:
+    """Training and validation items, each with both labels or TrainingDataError."""
+    if val_items is None:
+        train_items, val_items = split_items(
+            items, fractions=(1 - config.val_fraction, config.val_fraction), seed=config.seed
+        )
+    else:
+        train_items, val_items = items, list(val_items)
+    for name, group in (("training", train_items), ("validation", val_items)):
+        labels = {item.label for item in group}
+        if labels != {"ok", "defect"}:
+            raise TrainingDataError(
+                f"the {name} split needs both ok and defect images; it has "
+                f"{sorted(labels) or 'none'} ({len(group)} items)"
+            )
+    return train_items, val_items
+
+
+def _labels(samples: Sequence[Sample]) -> np.ndarray:
+    return np.array([s.label for s in samples])
+
+
+def _fit(
+    trainer: Trainer,
+    val_samples: Sequence[Sample],
+    budget: _Budget,
+    report: ProgressCallback,
+    stop: StopCallback,
+) -> _Fit:
+    """Epochs until the step cap, the time budget or `patience` epochs without a better
+    validation score; keeps the best epoch's weights."""
+    config = trainer.config
+    optimizer = torch.optim.AdamW(
+        trainer.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    _set_learning_rate(optimizer, config.learning_rate, 0.0)
+    val_labels = _labels(val_samples)
+    fit = _Fit()
+    best_key = (-math.inf, -math.inf)
+    trainer.model.train()
+    for epoch in range(1, config.max_epochs + 1):
+        if epoch > 1:
+            trainer.mine_hard_examples()
+        epoch_losses = _train_epoch(trainer, optimizer, fit, epoch, budget, report, stop)
+        val_scores, _ = trainer.scores(val_samples)
+        metrics = validation_metrics(val_labels, val_scores)
+        entry = {
+            "epoch": epoch,
+            "step": fit.steps,
+            "train_loss": float(np.mean(epoch_losses)),
+            **metrics,
+            "elapsed_s": budget.elapsed(),
+        }
+        fit.history.append(entry)
+        report({"event": "epoch", **entry, "total_steps": budget.total_steps})
+        # Ranking matters most (AUROC); the loss breaks ties once AUROC saturates at 1.0.
+        key = (metrics.get("val_auroc", 0.0), -metrics["val_loss"])
+        if key > best_key:
+            best_key, fit.best_epoch = key, epoch
+            fit.best_state = copy.deepcopy(trainer.model.state_dict())
+        reason = _stop_reason(config, budget, fit, epoch)
+        if reason is not None:
+            fit.stopped_because = reason
+            break
+    return fit
+
+
+def _train_epoch(
+    trainer: Trainer,
+    optimizer: torch.optim.Optimizer,
+    fit: _Fit,
+    epoch: int,
+    budget: _Budget,
+    report: ProgressCallback,
+    stop: StopCallback,
+) -> list[float]:
+    """Up to steps_per_epoch optimiser steps (fewer when the step cap or the time budget runs
+    out), counted in `fit.steps`; the losses of the steps taken."""
+    config = trainer.config
+    losses = []
+    for _ in range(config.steps_per_epoch):
+        if stop():
+            raise TrainingCancelled(f"cancelled at epoch {epoch}, step {fit.steps}")
+        loss = trainer.batch_loss()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        fit.steps += 1
+        _set_learning_rate(optimizer, config.learning_rate, budget.progress(fit.steps))
+        losses.append(loss.item())
+        elapsed = budget.elapsed()
+        report(
+            {
+                "event": "step",
+                "epoch": epoch,
+                "step": fit.steps,
+                "total_steps": budget.total_steps,
+                "loss": losses[-1],
+                "elapsed_s": elapsed,
+                "fraction": budget.progress(fit.steps),
+            }
+        )
+        if fit.steps >= budget.total_steps or elapsed >= budget.seconds:
+            break
+    return losses
+
+
+def _stop_reason(config: TrainConfig, budget: _Budget, fit: _Fit, epoch: int) -> str | None:
+    """Why training ends after this epoch, or None to go on."""
+    if fit.steps >= budget.total_steps:
+        return "max_steps" if config.max_steps is not None else "max_epochs"
+    if budget.elapsed() >= budget.seconds:
+        return "time_budget"
+    if epoch - fit.best_epoch >= config.patience:
+        return "early_stopping"
+    return None
+
+
+def _set_learning_rate(optimizer: torch.optim.Optimizer, peak: float, progress: float) -> None:
+    """Short warm-up, then cosine decay to zero at the end of the budget. Scheduled on progress,
+    not steps, so a run stopped by the clock still ends annealed."""
+    warmup = 0.05
+    if progress < warmup:
+        rate = peak * (0.1 + 0.9 * progress / warmup)
+    else:
+        rate = peak * 0.5 * (1 + math.cos(math.pi * (progress - warmup) / (1 - warmup)))
+    for group in optimizer.param_groups:
+        group["lr"] = rate
+
+
+def _metadata(
+    *,
+    config: TrainConfig,
+    device: torch.device,
+    budget: _Budget,
+    fit: _Fit,
+    samples: Sequence[Sample],
+    train_items: Sequence[Item],
+    val_items: Sequence[Item],
+    val_labels: np.ndarray,
+    val_scores: np.ndarray,
+    val_peaks: np.ndarray,
+) -> dict[str, Any]:
+    """The artifact's metadata: how the model was made, on what, and its calibration."""
+    thresholds = calibrate_thresholds(
+        val_labels,
+        val_scores,
+        target_recall=config.target_recall,
+        target_precision=config.target_precision,
+    )
+    metrics = validation_metrics(val_labels, val_scores)
+    sizes = sorted({s.image.shape[:2] for s in samples})
+    return {
+        "created_at": datetime.now(UTC).isoformat(),
+        "normalization": NORMALIZATION,
+        "stride": config.model.stride,
+        "input_size": {"train_crop": config.crop, "example_hw": list(sizes[len(sizes) // 2])},
+        "thresholds": thresholds,
+        "region_threshold": region_threshold_for(
+            val_peaks[val_labels == 0], config.region_threshold
+        ),
+        "train_config": config.to_dict(),
+        "training_data": _training_data(train_items, val_items),
+        "metrics": {
+            **metrics,
+            "best_epoch": fit.best_epoch,
+            "epochs": len(fit.history),
+            "steps": fit.steps,
+        },
+        "training_seconds": round(budget.elapsed(), 1),
+        "stopped_because": fit.stopped_because,
+        "library_versions": {
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+        "device": str(device),
+    }
+
+
+def _training_data(train_items: Sequence[Item], val_items: Sequence[Item]) -> dict[str, Any]:
+    """Which items the model was trained and validated on: hashes of both lists and counts."""
+    return {
+        "hash": data_hash(train_items),
+        "validation_hash": data_hash(val_items),
+        "train_count": len(train_items),
+        "validation_count": len(val_items),
+        "defect_types": sorted({i.defect_type for i in train_items if i.label == "defect"}),
+    }

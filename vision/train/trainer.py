@@ -1,0 +1,224 @@
+"""One model in training: what each batch shows it, its loss, hard-example mining, scoring."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from vision.model import build_model, images_to_tensor
+from vision.train.config import TrainConfig
+from vision.train.crops import augment, crop_sample, flip_rotate, resize_mask
+from vision.train.losses import box_bag_loss, cell_targets, mask_bag_loss
+from vision.train.mining import confusing_clean_cells, missed_defect_cells
+from vision.train.samples import Sample
+
+Box = tuple[int, int, int, int]
+# A sample and the pixel (y, x) to centre a crop on.
+CropSpot = tuple[Sample, tuple[int, int]]
+
+
+@dataclass
+class Batch:
+    """One training batch: augmented crops on the device and each crop's supervision."""
+
+    images: torch.Tensor  # (N, 3, crop, crop), normalised and augmented
+    masks: list[np.ndarray | None]  # bool (crop, crop) pixel truth, or None (boxes or label only)
+    boxes: list[tuple[Box, ...]]  # weak boxes, in crop pixels
+    labels: list[int]  # 1 when the crop shows a defect
+    coarse: list[bool]  # the mask outlines an area: trained as a bag
+
+
+class Trainer:
+    """The model, its random streams and the pools of hard examples it is cropped from."""
+
+    def __init__(self, samples: list[Sample], config: TrainConfig, device: torch.device):
+        self.samples = samples
+        self.config = config
+        self.device = device
+        self.rng = random.Random(config.seed)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.model = build_model(config.model).to(device).to(memory_format=torch.channels_last)
+        self.stride = config.model.stride
+        self.defects = [s for s in samples if s.label == 1]
+        self.oks = [s for s in samples if s.label == 0]
+        # Defects known only by an image label cannot be cropped safely: they train whole.
+        self.whole = [s for s in self.defects if s.pixel_mask is None and not s.boxes]
+        self.croppable = [s for s in self.defects if s.pixel_mask is not None or s.boxes]
+        self.hard_negatives: list[CropSpot] = []
+        self.hard_positives: list[CropSpot] = []
+        # Missed defects found so far, per sample: each epoch re-mines only a few images, so
+        # the pool keeps the others' misses until their image is looked at again.
+        self._missed: dict[int, list[CropSpot]] = {}
+
+    def _pick(self, *, defect: bool) -> tuple[Sample, tuple[int, int] | None]:
+        """A sample and where to centre its crop (None: anywhere)."""
+        if defect:
+            if self.hard_positives and self.rng.random() < self.config.hard_positive_share:
+                return self.hard_positives[self.rng.randrange(len(self.hard_positives))]
+            sample = self.croppable[self.rng.randrange(len(self.croppable))]
+            if self.rng.random() < self.config.defect_centred:
+                pixels = sample.defect_pixels
+                y, x = pixels[self.rng.randrange(len(pixels))]
+                return sample, (int(y), int(x))
+            return sample, None
+        if self.hard_negatives and self.rng.random() < self.config.hard_negative_share:
+            return self.hard_negatives[self.rng.randrange(len(self.hard_negatives))]
+        pool = self.oks or self.croppable
+        return pool[self.rng.randrange(len(pool))], None
+
+    @torch.no_grad()
+    def mine_hard_examples(self) -> None:
+        """Find where the model now fires on clean surface (screen edges, reflections, dust)
+        and crop there more often: random crops rarely land on those few confusing spots.
+        With hard_positive_share, also find the defects it scores lowest (fine masks only)."""
+        candidates = [s for s in self.samples if s.pixel_mask is not None]
+        if not candidates:
+            return
+        chosen = self.rng.sample(candidates, min(len(candidates), self.config.mine_images))
+        self.model.eval()
+        negatives = []
+        for sample in chosen:
+            cells, truth = self._cells_and_truth(sample)
+            columns = truth.shape[1]
+            for index in confusing_clean_cells(cells, truth):
+                negatives.append((sample, self._cell_centre(index, columns)))
+            if self.config.hard_positive_share and truth.any() and not sample.coarse:
+                self._missed[id(sample)] = [
+                    (sample, self._cell_centre(index, columns))
+                    for index in missed_defect_cells(cells, truth)
+                ]
+        self.hard_negatives = negatives
+        self.hard_positives = [entry for missed in self._missed.values() for entry in missed]
+        self.model.train()
+
+    def _cells_and_truth(self, sample: Sample) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's cell logits over the whole image and the cell targets of its mask."""
+        logits, _ = self.model(images_to_tensor([sample.image]).to(self.device))
+        height, width = sample.image.shape[:2]
+        cells = logits[0, 0, : -(-height // self.stride), : -(-width // self.stride)].cpu()
+        truth = cell_targets(torch.from_numpy(sample.pixel_mask)[None], self.stride)[0, 0]
+        return cells, truth
+
+    def _cell_centre(self, index: int, columns: int) -> tuple[int, int]:
+        row, col = divmod(index, columns)
+        return row * self.stride + self.stride // 2, col * self.stride + self.stride // 2
+
+    def batch_loss(self) -> torch.Tensor:
+        """The loss of one fresh batch: image labels, plus whichever of cell masks, coarse-mask
+        bags, box bags and a whole defect image (label only) the batch has."""
+        batch = self._draw_batch()
+        logits, image_logits = self.model(batch.images)
+        target_labels = torch.tensor(batch.labels, dtype=torch.float32, device=self.device)
+        loss = F.binary_cross_entropy_with_logits(image_logits, target_labels)
+        for term in (
+            self._fine_mask_loss(logits, batch),
+            self._coarse_mask_loss(logits, batch),
+            self._box_loss(logits, batch),
+            # Drawn after the batch: its random draws come last in both streams.
+            self._whole_image_loss(),
+        ):
+            if term is not None:
+                loss = loss + term
+        return loss
+
+    def _draw_batch(self) -> Batch:
+        """batch_size crops, defect and clean in turn, flipped and turned, zoomed when
+        scale_jitter is set, then augmented."""
+        config = self.config
+        crops, masks, boxes_list, labels, coarse = [], [], [], [], []
+        source = config.crop
+        if config.scale_jitter:
+            zoom = math.exp(self.rng.uniform(-config.scale_jitter, config.scale_jitter))
+            source = max(self.stride, round(config.crop * zoom))
+        for index in range(config.batch_size):
+            sample, centre = self._pick(defect=index % 2 == 0 and bool(self.croppable))
+            image, mask, boxes, label = self._crop(sample, centre, source)
+            crops.append(image)
+            masks.append(mask)
+            boxes_list.append(boxes)
+            labels.append(label)
+            coarse.append(sample.coarse)
+        images = images_to_tensor(crops)
+        if source != config.crop:
+            images = F.interpolate(
+                images, size=(config.crop, config.crop), mode="bilinear", antialias=True
+            ).contiguous(memory_format=torch.channels_last)
+        images = augment(images, self.generator).to(self.device)
+        return Batch(images, masks, boxes_list, labels, coarse)
+
+    def _crop(
+        self, sample: Sample, centre: tuple[int, int] | None, source: int
+    ) -> tuple[np.ndarray, np.ndarray | None, tuple[Box, ...], int]:
+        """A source x source crop with its targets scaled to the training crop, flipped and
+        turned unless it has boxes."""
+        crop = self.config.crop
+        image, mask, boxes, label = crop_sample(sample, source, self.rng, centre)
+        if source != crop:
+            factor = crop / source
+            mask = None if mask is None else resize_mask(mask, crop)
+            boxes = tuple(tuple(int(round(value * factor)) for value in box) for box in boxes)
+        if boxes:
+            # Rotating boxes is fiddly and their loss is loose anyway: keep their orientation.
+            image = np.ascontiguousarray(image)
+        else:
+            image, mask = flip_rotate(image, mask, self.rng, rotate=self.config.rotate)
+        return image, mask, boxes, label
+
+    def _fine_mask_loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor | None:
+        """Cell by cell on crops with a fine mask."""
+        chosen = [i for i, m in enumerate(batch.masks) if m is not None and not batch.coarse[i]]
+        if not chosen:
+            return None
+        cell_truth = self._cell_truth(batch, chosen)
+        # Defect cells are rare: weigh them up so the heatmap does not learn "all clean".
+        weight = 1.0 + (self.config.positive_cell_weight - 1.0) * cell_truth
+        return F.binary_cross_entropy_with_logits(logits[chosen], cell_truth, weight=weight)
+
+    def _coarse_mask_loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor | None:
+        """One bag per crop with a coarse mask."""
+        chosen = [i for i, m in enumerate(batch.masks) if m is not None and batch.coarse[i]]
+        if not chosen:
+            return None
+        return mask_bag_loss(logits[chosen], self._cell_truth(batch, chosen))
+
+    def _cell_truth(self, batch: Batch, chosen: list[int]) -> torch.Tensor:
+        masks = np.stack([batch.masks[i] for i in chosen])
+        return cell_targets(torch.from_numpy(masks), self.stride).to(self.device)
+
+    def _box_loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor | None:
+        """Multiple-instance loss on crops known by boxes only."""
+        losses = [
+            box_bag_loss(logits[i], batch.boxes[i], self.stride)[0]
+            for i, m in enumerate(batch.masks)
+            if m is None and batch.boxes[i]
+        ]
+        return torch.stack(losses).mean() if losses else None
+
+    def _whole_image_loss(self) -> torch.Tensor | None:
+        """Now and then a defect known only by its label, shown whole: it must score high."""
+        if not (self.whole and self.rng.random() < len(self.whole) / max(1, len(self.defects))):
+            return None
+        sample = self.whole[self.rng.randrange(len(self.whole))]
+        whole = augment(images_to_tensor([sample.image]), self.generator).to(self.device)
+        _, whole_logit = self.model(whole)
+        return F.binary_cross_entropy_with_logits(whole_logit, torch.ones(1, device=self.device))
+
+    @torch.no_grad()
+    def scores(self, samples: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
+        """Each image's score and its hottest heatmap cell (both probabilities)."""
+        self.model.eval()
+        result, peaks = [], []
+        for sample in samples:
+            logits, image_logit = self.model(images_to_tensor([sample.image]).to(self.device))
+            height, width = sample.image.shape[:2]
+            cells = logits[0, 0, : -(-height // self.stride), : -(-width // self.stride)]
+            result.append(torch.sigmoid(image_logit).item())
+            peaks.append(torch.sigmoid(cells.max()).item())
+        self.model.train()
+        return np.array(result), np.array(peaks)
