@@ -34,8 +34,9 @@ test: install
 test-fast: install
 	$(PY) -m pytest -m "not integration and not browser" $(PYTEST_ARGS)
 
+## Ruff, and the layering contracts of pyproject.toml (an upward import fails here and in CI).
 lint: install
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/lint-imports
 
 format: install
 	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .

@@ -1,17 +1,16 @@
 """What every page's header needs: the links this user's roles open (inspectors see no
 supervisor controls)."""
 
-from core.roles import Role, user_roles
+from core.models import ProductionLine
+from core.roles import INSPECTING, SUPERVISING, user_roles
 
 
 def navigation(request) -> dict:
     roles = user_roles(getattr(request, "user", None))
-    may_inspect = bool(roles & {Role.INSPECTOR, Role.SUPERVISOR, Role.ADMIN})
-    may_supervise = bool(roles & {Role.SUPERVISOR, Role.ADMIN})
+    may_inspect = bool(roles & {*INSPECTING})
+    may_supervise = bool(roles & {*SUPERVISING})
     line_codes: list[str] = []
     if may_inspect:
-        from core.models import ProductionLine
-
         line_codes = list(ProductionLine.objects.values_list("code", flat=True))
     return {
         "nav": {

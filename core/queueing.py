@@ -19,7 +19,16 @@ logger = logging.getLogger(__name__)
 def task_send(name: str, *args: Any, task_id: str | None = None) -> None:
     """Send now. Raises what the broker raises when it cannot take the message."""
     options = {"task_id": task_id} if task_id else {}
-    current_app.signature(name, args=list(args)).apply_async(**options)
+    task = current_app.tasks.get(name)
+    if task is None:
+        # The apps' `tasks` modules load on first use (Celery's autodiscovery), so that a task
+        # sent from a web process or a test runs with its own options (eager in tests).
+        current_app.loader.import_default_modules()
+        task = current_app.tasks.get(name)
+    if task is None:
+        current_app.send_task(name, args=list(args), **options)
+    else:
+        task.apply_async(args=list(args), **options)
 
 
 def task_send_on_commit(

@@ -11,6 +11,12 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
+# Who may do what: supervisors and admins may do everything an inspector or labeler may.
+INSPECTING = (Role.INSPECTOR, Role.SUPERVISOR, Role.ADMIN)
+LABELING = (Role.LABELER, Role.SUPERVISOR, Role.ADMIN)
+SUPERVISING = (Role.SUPERVISOR, Role.ADMIN)
+
+
 def user_roles(user: Any) -> set[str]:
     if not getattr(user, "is_authenticated", False) or not hasattr(user, "groups"):
         return set()

@@ -7,7 +7,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from core.authentication import station_for_token
 from core.models import ProductionLine
-from core.roles import Role, user_has_role
+from core.roles import INSPECTING, user_has_role
 from inspection import events
 
 # Close codes (4000-4999 are the application's): the client can tell why it was refused.
@@ -62,7 +62,7 @@ def _line_exists(code: str) -> bool:
 
 
 def _may_watch(user) -> bool:
-    return user_has_role(user, Role.INSPECTOR, Role.SUPERVISOR, Role.ADMIN)
+    return user_has_role(user, *INSPECTING)
 
 
 class LineConsumer(AsyncJsonWebsocketConsumer):

@@ -1,13 +1,14 @@
 """HTML pages of inspection: home by role, the inspector's station, the supervisor's lines."""
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import render
 from django.utils import timezone
 
-from core.models import AutomationLevel, ProductionLine
-from core.roles import Role, user_has_role, user_roles
+from core import selectors as core_selectors
+from core.models import AutomationLevel
+from core.permissions import page_roles_required
+from core.roles import INSPECTING, SUPERVISING, user_roles
 from inspection import selectors, services
 
 
@@ -16,21 +17,16 @@ def home(request):
     return render(
         request,
         "home.html",
-        {"roles": sorted(user_roles(request.user)), "lines": ProductionLine.objects.all()},
+        {"roles": sorted(user_roles(request.user)), "lines": core_selectors.line_list()},
     )
-
-
-def _roles_or_403(request, *roles: str) -> None:
-    if not user_has_role(request.user, *roles):
-        raise PermissionDenied("Your account does not have the role for this page.")
 
 
 @login_required
 def inspect(request, line_codes: str):
     """The inspector's station: `/inspect/L1/`, or several lines at once: `/inspect/L1,L2/`."""
-    _roles_or_403(request, Role.INSPECTOR, Role.SUPERVISOR, Role.ADMIN)
+    page_roles_required(request, *INSPECTING)
     codes = [code for code in line_codes.split(",") if code]
-    lines = list(ProductionLine.objects.filter(code__in=codes))
+    lines = list(core_selectors.line_list().filter(code__in=codes))
     if not codes or len(lines) != len(set(codes)):
         raise Http404("Unknown production line.")
     config = {
@@ -47,7 +43,7 @@ def inspect(request, line_codes: str):
 @login_required
 def supervise(request):
     """All lines at a glance; automation levels, thresholds and guard rails, audited."""
-    _roles_or_403(request, Role.SUPERVISOR, Role.ADMIN)
+    page_roles_required(request, *SUPERVISING)
     return render(
         request,
         "inspection/supervise.html",

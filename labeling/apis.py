@@ -6,29 +6,16 @@ import mimetypes
 from django.http import FileResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.blobs import blob_path
 from core.errors import ApplicationError
-from core.roles import Role, user_has_role
+from core.permissions import IsLabeler, IsSupervisor
+from core.roles import SUPERVISING, user_has_role
 from labeling import queue, selectors, services
 from labeling.models import Annotation, DatasetVersion, LabelTask, LabelTaskSource
-
-
-class IsLabeler(BasePermission):
-    message = "This needs a labeler, supervisor or admin account."
-
-    def has_permission(self, request, view) -> bool:
-        return user_has_role(request.user, Role.LABELER, Role.SUPERVISOR, Role.ADMIN)
-
-
-class IsReviewer(BasePermission):
-    message = "Reviewing needs a supervisor or admin account."
-
-    def has_permission(self, request, view) -> bool:
-        return user_has_role(request.user, Role.SUPERVISOR, Role.ADMIN)
 
 
 class TaskSerializer(serializers.ModelSerializer):
@@ -91,9 +78,7 @@ class AnnotationSerializer(serializers.ModelSerializer):
 
 
 def _annotation_response(annotation_id, code=status.HTTP_200_OK) -> Response:
-    annotation = Annotation.objects.select_related("task__line", "labeler", "reviewed_by").get(
-        pk=annotation_id
-    )
+    annotation = selectors.annotation_get(annotation_id=annotation_id)
     return Response(AnnotationSerializer(annotation).data, status=code)
 
 
@@ -140,10 +125,7 @@ class TaskDetailApi(APIView):
 
     @extend_schema(responses=TaskSerializer)
     def get(self, request, task_id):
-        task = LabelTask.objects.select_related("line").filter(pk=task_id).first()
-        if task is None:
-            raise ApplicationError("No such task.", code="not_found", status=404)
-        return Response(TaskSerializer(task).data)
+        return Response(TaskSerializer(selectors.task_get(task_id=task_id)).data)
 
 
 class TaskImageApi(APIView):
@@ -153,8 +135,8 @@ class TaskImageApi(APIView):
 
     @extend_schema(responses={(200, "image/*"): bytes})
     def get(self, request, task_id):
-        task = LabelTask.objects.filter(pk=task_id).first()
-        path = blob_path(task.image) if task and task.image else None
+        task = selectors.task_get(task_id=task_id)
+        path = blob_path(task.image) if task.image else None
         if path is None or not path.is_file():
             raise ApplicationError("The image file is missing.", code="not_found", status=404)
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
@@ -177,8 +159,6 @@ class AnnotationDetailApi(APIView):
 
     @extend_schema(responses=AnnotationSerializer)
     def get(self, request, annotation_id):
-        if not Annotation.objects.filter(pk=annotation_id).exists():
-            raise ApplicationError("No such annotation.", code="not_found", status=404)
         return _annotation_response(annotation_id)
 
     @extend_schema(request=AnnotationInputSerializer, responses=AnnotationSerializer)
@@ -218,7 +198,7 @@ class AnnotationReleaseApi(APIView):
 class ReviewListApi(APIView):
     """Submitted annotations waiting for review (conflicts of two labelers first)."""
 
-    permission_classes = [IsAuthenticated, IsReviewer]
+    permission_classes = [IsAuthenticated, IsSupervisor]
 
     @extend_schema(responses=AnnotationSerializer(many=True))
     def get(self, request):
@@ -233,7 +213,7 @@ class ReviewInputSerializer(serializers.Serializer):
 
 
 class ReviewAcceptApi(APIView):
-    permission_classes = [IsAuthenticated, IsReviewer]
+    permission_classes = [IsAuthenticated, IsSupervisor]
 
     @extend_schema(request=ReviewInputSerializer, responses=AnnotationSerializer)
     def post(self, request, annotation_id):
@@ -246,7 +226,7 @@ class ReviewAcceptApi(APIView):
 
 
 class ReviewSendBackApi(APIView):
-    permission_classes = [IsAuthenticated, IsReviewer]
+    permission_classes = [IsAuthenticated, IsSupervisor]
 
     @extend_schema(request=ReviewInputSerializer, responses=AnnotationSerializer)
     def post(self, request, annotation_id):
@@ -320,12 +300,12 @@ class DatasetListApi(APIView):
 
     @extend_schema(responses=DatasetVersionSerializer(many=True))
     def get(self, request):
-        versions = DatasetVersion.objects.select_related("created_by")[:200]
+        versions = selectors.dataset_version_list(limit=200)
         return Response(DatasetVersionSerializer(versions, many=True).data)
 
     @extend_schema(request=DatasetCreateSerializer, responses={201: DatasetVersionSerializer})
     def post(self, request):
-        if not user_has_role(request.user, Role.SUPERVISOR, Role.ADMIN):
+        if not user_has_role(request.user, *SUPERVISING):
             raise ApplicationError(
                 "Creating a dataset version needs a supervisor.", code="forbidden", status=403
             )

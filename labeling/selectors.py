@@ -6,9 +6,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from django.db.models import QuerySet
+
 from core.blobs import blob_path
 from core.errors import ApplicationError
-from labeling.models import DatasetItem, DatasetSplit, DatasetVersion, LabelTask, LabelTaskStatus
+from labeling.models import (
+    Annotation,
+    AnnotationStatus,
+    DatasetItem,
+    DatasetSplit,
+    DatasetVersion,
+    LabelTask,
+    LabelTaskStatus,
+)
 from labeling.regions import region_integer_box
 from vision.datasets import Item
 
@@ -69,8 +79,6 @@ def review_queue(*, reviewer: Any = None):
     without the reviewer's own work."""
     from django.db.models import BooleanField, Case, Value, When
 
-    from labeling.models import Annotation, AnnotationStatus
-
     annotations = Annotation.objects.filter(
         status=AnnotationStatus.SUBMITTED, task__status=LabelTaskStatus.REVIEW
     ).select_related("task__line", "labeler", "reviewed_by")
@@ -89,8 +97,6 @@ def labeler_stats() -> list[dict[str, Any]]:
     """Per labeler: submitted, accepted, sent back (rework), median seconds per task, tasks
     per hour of work, and agreement with a second labeler where a task had two."""
     from statistics import median
-
-    from labeling.models import Annotation, AnnotationStatus
 
     rows: dict[str, dict[str, Any]] = {}
     annotations = Annotation.objects.exclude(submitted_at__isnull=True).select_related(
@@ -131,3 +137,38 @@ def labeler_stats() -> list[dict[str, Any]]:
             }
         )
     return result
+
+
+def dataset_version_list(*, limit: int = 100) -> QuerySet[DatasetVersion]:
+    """The newest dataset versions first."""
+    return DatasetVersion.objects.select_related("created_by")[:limit]
+
+
+def dataset_item_line_codes(*, dataset_version: Any, groups: set[str]) -> dict[str, str]:
+    """Which line each group of a version's items came from (kept with the item at freezing;
+    a capture's group is `capture:<pk>` or its serial number, never a bare capture id)."""
+    version_id = getattr(dataset_version, "pk", dataset_version)
+    rows = (
+        DatasetItem.objects.filter(dataset_version_id=version_id, group__in=groups)
+        .exclude(line_code="")
+        .values_list("group", "line_code")
+    )
+    return dict(rows)
+
+
+def annotation_get(*, annotation_id: Any) -> Annotation:
+    annotation = (
+        Annotation.objects.select_related("task__line", "labeler", "reviewed_by")
+        .filter(pk=annotation_id)
+        .first()
+    )
+    if annotation is None:
+        raise ApplicationError("No such annotation.", code="not_found", status=404)
+    return annotation
+
+
+def task_get(*, task_id: Any) -> LabelTask:
+    task = LabelTask.objects.select_related("line").filter(pk=task_id).first()
+    if task is None:
+        raise ApplicationError("No such task.", code="not_found", status=404)
+    return task

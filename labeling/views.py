@@ -1,19 +1,14 @@
 """HTML pages of labeling: the labeler's queue and annotation page, review, dataset versions."""
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.shortcuts import render
 
-from core.models import ProductionLine
-from core.roles import Role, user_has_role
+from core import selectors as core_selectors
+from core.permissions import page_roles_required
+from core.roles import LABELING, SUPERVISING, user_has_role
 from labeling import queue, selectors, services
-from labeling.models import DatasetVersion, LabelTaskSource
+from labeling.models import LabelTaskSource
 from labeling.regions import DEFECT_TYPES
-
-
-def _roles_or_403(request, *roles: str) -> None:
-    if not user_has_role(request.user, *roles):
-        raise PermissionDenied("Your account does not have the role for this page.")
 
 
 def _config(request, mode: str) -> dict:
@@ -29,13 +24,13 @@ def _config(request, mode: str) -> dict:
 @login_required
 def label(request):
     """The labeler's queue (filters) and the annotation workspace: `/label/`."""
-    _roles_or_403(request, Role.LABELER, Role.SUPERVISOR, Role.ADMIN)
+    page_roles_required(request, *LABELING)
     return render(
         request,
         "labeling/label.html",
         {
             "config": _config(request, "label"),
-            "lines": ProductionLine.objects.all(),
+            "lines": core_selectors.line_list(),
             "sources": LabelTaskSource.choices,
             "open_count": queue.task_queue().count(),
             "stats": selectors.labeler_stats(),
@@ -45,20 +40,20 @@ def label(request):
 
 @login_required
 def review(request):
-    _roles_or_403(request, Role.SUPERVISOR, Role.ADMIN)
+    page_roles_required(request, *SUPERVISING)
     return render(request, "labeling/label.html", {"config": _config(request, "review")})
 
 
 @login_required
 def datasets(request):
-    _roles_or_403(request, Role.LABELER, Role.SUPERVISOR, Role.ADMIN)
+    page_roles_required(request, *LABELING)
     return render(
         request,
         "labeling/datasets.html",
         {
-            "versions": DatasetVersion.objects.select_related("created_by")[:100],
-            "lines": ProductionLine.objects.all(),
-            "may_create": user_has_role(request.user, Role.SUPERVISOR, Role.ADMIN),
+            "versions": selectors.dataset_version_list(limit=100),
+            "lines": core_selectors.line_list(),
+            "may_create": user_has_role(request.user, *SUPERVISING),
             "reviewed": selectors.reviewed_annotations_since(),
         },
     )

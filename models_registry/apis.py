@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 from core import selectors as core_selectors
 from core.errors import ApplicationError
 from core.permissions import IsSupervisor
+from labeling.selectors import dataset_version_get
 from models_registry import selectors, services
 from models_registry.models import (
     BatchPrediction,
@@ -97,7 +98,7 @@ class TrainingRunListApi(APIView):
 
     @extend_schema(responses=TrainingRunSerializer(many=True))
     def get(self, request):
-        runs = TrainingRun.objects.select_related("line")[:50]
+        runs = selectors.training_runs()[:50]
         return Response(TrainingRunSerializer(runs, many=True).data)
 
     @extend_schema(request=InputSerializer, responses={201: TrainingRunSerializer})
@@ -109,8 +110,6 @@ class TrainingRunListApi(APIView):
         dataset_id = data.pop("dataset_version", None)
         dataset = None
         if dataset_id:
-            from labeling.selectors import dataset_version_get
-
             dataset = dataset_version_get(dataset_version_id=dataset_id)
         run = services.training_run_start(
             user=request.user,
@@ -126,7 +125,6 @@ class TrainingRunDetailApi(APIView):
 
     @extend_schema(responses=TrainingRunSerializer)
     def get(self, request, run_id):
-        services.jobs_reap()  # a page watching a run learns at once when its worker died
         return Response(TrainingRunSerializer(_get(TrainingRun, run_id, "training run")).data)
 
 
@@ -146,7 +144,7 @@ class ModelVersionListApi(APIView):
 
     @extend_schema(responses=ModelVersionSerializer(many=True))
     def get(self, request):
-        versions = ModelVersion.objects.all()[:100]
+        versions = selectors.model_versions()[:100]
         return Response(ModelVersionSerializer(versions, many=True).data)
 
 
@@ -221,7 +219,7 @@ class _RolloutApi(APIView):
         return core_selectors.line_get(code=code), data
 
     def _answer(self, line):
-        deployments = Deployment.objects.filter(line=line).select_related("line")
+        deployments = selectors.line_deployments(line=line)
         return Response(
             {"line": line.code, "deployments": DeploymentSerializer(deployments, many=True).data}
         )
@@ -351,7 +349,7 @@ class BatchPredictionListApi(APIView):
 
     @extend_schema(responses=BatchPredictionSerializer(many=True))
     def get(self, request):
-        batches = BatchPrediction.objects.select_related("line")[:50]
+        batches = selectors.batch_predictions()[:50]
         return Response(BatchPredictionSerializer(batches, many=True).data)
 
     @extend_schema(request=InputSerializer, responses={201: BatchPredictionSerializer})

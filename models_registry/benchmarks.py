@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.errors import ApplicationError
+from labeling.models import DatasetVersion
+from labeling.selectors import dataset_version_items
+from vision.synth import synth_items
 
 SPLITS = ("train", "validation", "test")
 DEFAULT_SYNTHETIC = "synthetic:48:1234:256x144"
@@ -75,8 +78,6 @@ def synthetic_key(*, count: int, seed: int, width: int, height: int) -> str:
 
 
 def _dataset_version(pk: int | None, *, missing_ok: bool = False) -> Any:
-    from labeling.models import DatasetVersion
-
     version = DatasetVersion.objects.filter(pk=pk).first() if pk else None
     if version is None and not missing_ok:
         raise ApplicationError(f"No dataset version {pk}.", code="not_found", status=404)
@@ -84,8 +85,6 @@ def _dataset_version(pk: int | None, *, missing_ok: bool = False) -> Any:
 
 
 def dataset_items(*, dataset_version: Any, split: str | None) -> list:
-    from labeling.selectors import dataset_version_items
-
     return list(dataset_version_items(dataset_version=dataset_version, split=split))
 
 
@@ -93,8 +92,6 @@ def items(key: str) -> list:
     """The vision Items of a benchmark (loads nothing heavy until the images are read)."""
     benchmark = parse(key)
     if benchmark.kind == "synthetic":
-        from vision.synth import synth_items
-
         return synth_items(benchmark.count, seed=benchmark.seed, size=benchmark.size)
     version = _dataset_version(benchmark.dataset_version_id)
     return dataset_items(dataset_version=version, split=benchmark.split)
@@ -102,8 +99,6 @@ def items(key: str) -> list:
 
 def choices() -> list[tuple[str, str]]:
     """Benchmarks a supervisor can pick: each dataset version's test split, then the demo's."""
-    from labeling.models import DatasetVersion
-
     options = [
         (f"dataset:{version.pk}:test", f"{version.name} (test split)")
         for version in DatasetVersion.objects.order_by("-created_at")[:20]

@@ -1,5 +1,5 @@
-"""Reads of the registry: which models serve a line, the promotion gate, the canary's record
-and the shadow's agreement."""
+"""Reads of the registry: which models serve a line, the promotion gate, each line's rollout of
+a version with its evidence (models_registry.evidence), and what the registry pages list."""
 
 import threading
 import time
@@ -7,9 +7,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.db.models import QuerySet
 
+from core.models import ProductionLine
 from models_registry import evidence
-from models_registry.models import Deployment
+from models_registry.models import (
+    BatchPrediction,
+    Deployment,
+    Evaluation,
+    JobStatus,
+    ModelVersion,
+    RolloutAction,
+    RolloutEvent,
+    TrainingRun,
+)
 
 
 @dataclass(frozen=True)
@@ -90,8 +101,6 @@ class Gate:
 
 
 def _succeeded_evaluations(model_version_id: int) -> dict[str, Any]:
-    from models_registry.models import Evaluation, JobStatus
-
     evaluations = Evaluation.objects.filter(
         model_version_id=model_version_id, status=JobStatus.SUCCEEDED
     ).order_by("-finished_at", "-id")
@@ -166,9 +175,6 @@ class LineRollout:
 
 
 def line_rollouts(*, model_version: Any) -> list[LineRollout]:
-    from core.models import ProductionLine
-    from models_registry.models import RolloutAction, RolloutEvent
-
     rows = []
     for line in ProductionLine.objects.prefetch_related("deployments__model_version"):
         deployments = {d.role: d for d in line.deployments.all()}
@@ -237,3 +243,61 @@ def comparison_rows(mine: Any, theirs: Any) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+# What the registry pages read.
+
+
+def model_versions() -> QuerySet[ModelVersion]:
+    """Versions newest first, with what their pages show beside them."""
+    return ModelVersion.objects.select_related(
+        "parent", "dataset_version", "created_by"
+    ).prefetch_related("deployments__line")
+
+
+def training_runs() -> QuerySet[TrainingRun]:
+    return TrainingRun.objects.select_related("line", "parent", "model_version", "dataset_version")
+
+
+def batch_predictions() -> QuerySet[BatchPrediction]:
+    return BatchPrediction.objects.select_related("model_version", "line")
+
+
+def production_model_version(*, line_code: str) -> ModelVersion | None:
+    deployment = (
+        Deployment.objects.filter(line__code=line_code, role="production")
+        .select_related("model_version")
+        .first()
+    )
+    return deployment.model_version if deployment else None
+
+
+def latest_evaluation(*, model_version: Any) -> Evaluation | None:
+    return (
+        model_version.evaluations.filter(status=JobStatus.SUCCEEDED)
+        .order_by("-finished_at")
+        .first()
+    )
+
+
+def rollout_events(*, model_version: Any, limit: int = 40) -> QuerySet[RolloutEvent]:
+    """Rollout changes that put this version in place or took it out."""
+    return (
+        RolloutEvent.objects.filter(model_version=model_version)
+        | RolloutEvent.objects.filter(previous_model_version=model_version)
+    ).select_related("line", "user", "model_version", "previous_model_version")[:limit]
+
+
+def lineage(*, model_version: Any, depth: int = 10) -> list[ModelVersion]:
+    """The version's parents, nearest first."""
+    chain, seen = [], {model_version.pk}
+    parent = model_version.parent
+    while parent is not None and parent.pk not in seen and len(chain) < depth:
+        chain.append(parent)
+        seen.add(parent.pk)
+        parent = parent.parent
+    return chain
+
+
+def line_deployments(*, line: Any) -> QuerySet[Deployment]:
+    return Deployment.objects.filter(line=line).select_related("line", "model_version")

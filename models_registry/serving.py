@@ -14,6 +14,8 @@ from typing import Any
 
 from django.conf import settings
 
+from models_registry.models import Deployment
+
 logger = logging.getLogger(__name__)
 
 
@@ -107,8 +109,6 @@ def warm_deployed_in_background() -> threading.Thread:
 
     def run() -> None:
         from django.db import connection
-
-        from models_registry.models import Deployment
 
         try:
             rows = set(

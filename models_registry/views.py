@@ -4,48 +4,35 @@ version's evaluation beside production and its rollout on every line."""
 from pathlib import Path
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, render
 
-from core.models import ProductionLine
-from core.roles import Role, user_has_role
+from core import selectors as core_selectors
+from core.permissions import page_roles_required
+from core.roles import SUPERVISING
+from labeling import selectors as labeling_selectors
 from models_registry import benchmarks, selectors, services
-from models_registry.models import (
-    BatchPrediction,
-    DataSource,
-    Deployment,
-    Evaluation,
-    ModelVersion,
-    RolloutEvent,
-    TrainingRun,
-)
+from models_registry.models import DataSource, Evaluation
 from models_registry.services.evaluation import evaluation_folder
 
 
 def _supervisor(request) -> None:
-    if not user_has_role(request.user, Role.SUPERVISOR, Role.ADMIN):
-        raise PermissionDenied("The model registry is for supervisors.")
+    page_roles_required(request, *SUPERVISING, message="The model registry is for supervisors.")
 
 
 @login_required
 def index(request):
     _supervisor(request)
-    services.jobs_reap()  # a run whose worker died shows as failed, not running forever
-    from labeling.models import DatasetVersion
-
     return render(
         request,
         "models_registry/index.html",
         {
-            "versions": ModelVersion.objects.select_related(
-                "parent", "dataset_version", "created_by"
-            ).prefetch_related("deployments__line")[:50],
-            "runs": TrainingRun.objects.select_related("line", "model_version")[:15],
-            "batches": BatchPrediction.objects.select_related("model_version", "line")[:10],
+            "versions": selectors.model_versions()[:50],
+            "runs": selectors.training_runs()[:15],
+            "batches": selectors.batch_predictions()[:10],
             "data_sources": DataSource.choices,
-            "dataset_versions": DatasetVersion.objects.all()[:30],
-            "lines": ProductionLine.objects.all(),
+            "dataset_versions": labeling_selectors.dataset_version_list(limit=30),
+            "lines": core_selectors.line_list(),
             "benchmarks": benchmarks.choices(),
             "presets": list(services.TRAINING_PRESETS),
         },
@@ -55,37 +42,26 @@ def index(request):
 @login_required
 def training_run(request, run_id: int):
     _supervisor(request)
-    services.jobs_reap()
-    run = get_object_or_404(
-        TrainingRun.objects.select_related("line", "parent", "model_version", "dataset_version"),
-        pk=run_id,
-    )
+    run = get_object_or_404(selectors.training_runs(), pk=run_id)
     return render(request, "models_registry/run.html", {"run": run})
 
 
 @login_required
 def model_version(request, version_id: int):
     _supervisor(request)
-    version = get_object_or_404(
-        ModelVersion.objects.select_related("parent", "dataset_version", "created_by"),
-        pk=version_id,
-    )
+    version = get_object_or_404(selectors.model_versions(), pk=version_id)
     rollouts = selectors.line_rollouts(model_version=version)
     # Compare with the production model of the chosen line (or the first line it serves on).
     chosen = request.GET.get("line") or next(
         (r.line.code for r in rollouts if r.role), rollouts[0].line.code if rollouts else ""
     )
-    production = (
-        Deployment.objects.filter(line__code=chosen, role="production")
-        .select_related("model_version")
-        .first()
-    )
-    reference = production.model_version if production else version.parent
+    production = selectors.production_model_version(line_code=chosen)
+    reference = production or version.parent
     mine, theirs = (None, None)
     if reference is not None and reference.pk != version.pk:
         mine, theirs = selectors.evaluation_pair(model_version=version, production=reference)
     if mine is None:
-        mine = version.evaluations.filter(status="succeeded").order_by("-finished_at").first()
+        mine = selectors.latest_evaluation(model_version=version)
     return render(
         request,
         "models_registry/version.html",
@@ -98,25 +74,12 @@ def model_version(request, version_id: int):
             "theirs": theirs,
             "comparison": selectors.comparison_rows(mine, theirs),
             "evaluations": version.evaluations.all()[:10],
-            "events": (
-                RolloutEvent.objects.filter(model_version=version)
-                | RolloutEvent.objects.filter(previous_model_version=version)
-            ).select_related("line", "user", "model_version", "previous_model_version")[:40],
+            "events": selectors.rollout_events(model_version=version),
             "benchmarks": benchmarks.choices(),
-            "lineage": _lineage(version),
+            "lineage": selectors.lineage(model_version=version),
             "ramp_steps": services.RAMP_STEPS,
         },
     )
-
-
-def _lineage(version: ModelVersion) -> list[ModelVersion]:
-    chain, seen = [], {version.pk}
-    parent = version.parent
-    while parent is not None and parent.pk not in seen and len(chain) < 10:
-        chain.append(parent)
-        seen.add(parent.pk)
-        parent = parent.parent
-    return chain
 
 
 @login_required

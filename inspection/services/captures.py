@@ -103,6 +103,58 @@ def _run_models(
     return outputs, errors, line_settings, set(models)
 
 
+class _Stopwatch:
+    """Milliseconds per step of the capture path (sent to the station as Server-Timing)."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._clock = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = (now - self._clock) * 1000
+        self._clock = now
+
+
+def _refuse_other_line(station: Station, line_code: str) -> None:
+    if station.line.code == line_code:
+        return
+    if ProductionLine.objects.filter(code=line_code).exists():
+        raise ApplicationError(
+            f"Station {station.name} belongs to line {station.line.code}; it may not post to "
+            f"{line_code}.",
+            code="wrong_line",
+            status=403,
+        )
+    raise ApplicationError(
+        f"Unknown production line {line_code!r}.", code="unknown_line", status=404
+    )
+
+
+def _refuse_too_large(image_data: bytes) -> None:
+    if len(image_data) > settings.CAPTURE_MAX_BYTES:
+        raise ApplicationError(
+            f"The image is {len(image_data)} bytes; the limit is {settings.CAPTURE_MAX_BYTES}.",
+            code="too_large",
+            status=413,
+        )
+
+
+def _prediction_rows(capture: Capture, outputs: list[tuple[Any, Any, float]]) -> list[Prediction]:
+    return [
+        Prediction(
+            capture=capture,
+            model_version_id=model.model_version_id,
+            role=model.role,
+            score=float(prediction.score),
+            verdict=prediction.verdict,
+            regions=prediction.to_dict()["regions"],
+            latency_ms=round(ms, 3),
+        )
+        for model, prediction, ms in outputs
+    ]
+
+
 def capture_ingest(
     *,
     station: Station,
@@ -118,44 +170,20 @@ def capture_ingest(
     any transaction opens, so nothing is locked during inference and a rejected request writes
     nothing. The rows are then written in one short transaction (`_capture_record`).
     """
-    line = station.line
-    if line.code != line_code:
-        if ProductionLine.objects.filter(code=line_code).exists():
-            raise ApplicationError(
-                f"Station {station.name} belongs to line {line.code}; it may not post to "
-                f"{line_code}.",
-                code="wrong_line",
-                status=403,
-            )
-        raise ApplicationError(
-            f"Unknown production line {line_code!r}.", code="unknown_line", status=404
-        )
-    if Capture.objects.filter(station=station, idempotency_key=idempotency_key).exists():
-        existing = selectors.capture_for_station(station=station, idempotency_key=idempotency_key)
-        if existing is not None:
-            return IngestResult(existing, created=False)
-    if len(image_data) > settings.CAPTURE_MAX_BYTES:
-        raise ApplicationError(
-            f"The image is {len(image_data)} bytes; the limit is {settings.CAPTURE_MAX_BYTES}.",
-            code="too_large",
-            status=413,
-        )
+    _refuse_other_line(station, line_code)
+    existing = selectors.capture_for_station(station=station, idempotency_key=idempotency_key)
+    if existing is not None:
+        return IngestResult(existing, created=False)
+    _refuse_too_large(image_data)
     extension = image_format(image_data)
-    clock = time.perf_counter()
-    timings: dict[str, float] = {}
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = (now - clock) * 1000
-        clock = now
-
+    watch = _Stopwatch()
     image = image_decode(image_data)
-    lap("decode")
+    watch.lap("decode")
     sha256 = hashlib.sha256(image_data).hexdigest()
     stats = _image_stats(image)
-    lap("stats")
+    watch.lap("stats")
 
+    line = station.line
     capture_id = uuid.uuid4()
     outputs, errors, line_settings, deployed = _run_models(
         line=line, capture_id=capture_id, image=image
@@ -165,11 +193,11 @@ def capture_ingest(
         [policy.ModelScore(model.role, prediction.score) for model, prediction, _ in outputs],
         capture_id,
     )
-    lap("predict")
+    watch.lap("predict")
     relative, _ = blobs.blob_write(
         image_data, folder="captures", extension=extension, sha256=sha256
     )
-    lap("store")
+    watch.lap("store")
     height, width = image.shape[:2]
     capture = Capture(
         id=capture_id,
@@ -187,22 +215,10 @@ def capture_ingest(
         captured_at=captured_at,
         received_at=timezone.now(),
     )
-    predictions = [
-        Prediction(
-            capture=capture,
-            model_version_id=model.model_version_id,
-            role=model.role,
-            score=float(prediction.score),
-            verdict=prediction.verdict,
-            regions=prediction.to_dict()["regions"],
-            latency_ms=round(ms, 3),
-        )
-        for model, prediction, ms in outputs
-    ]
     try:
         _capture_record(
             capture=capture,
-            predictions=predictions,
+            predictions=_prediction_rows(capture, outputs),
             routing=routing,
             errors=errors,
             shadow="shadow" in deployed and line.automation_level != AutomationLevel.MANUAL,
@@ -213,8 +229,8 @@ def capture_ingest(
         if existing is None:
             raise
         return IngestResult(existing, created=False)
-    lap("db")
-    return IngestResult(capture, created=True, timings=timings)
+    watch.lap("db")
+    return IngestResult(capture, created=True, timings=watch.timings)
 
 
 @transaction.atomic

@@ -7,7 +7,6 @@ from labeling.services.annotations import (
     annotation_submit,
     review_accept,
     review_send_back,
-    task_create_if_shadow_disagrees,
     task_import,
     task_next,
 )
@@ -18,7 +17,11 @@ from labeling.services.datasets import (
     dataset_version_from_items,
     dataset_version_from_manifest,
 )
-from labeling.services.tasks import task_create_from_inspection, task_withdraw_from_inspection
+from labeling.services.tasks import (
+    task_create_from_inspection,
+    task_create_if_shadow_disagrees,
+    task_withdraw_from_inspection,
+)
 
 __all__ = [
     "LEASE_SECONDS",

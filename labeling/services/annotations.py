@@ -277,26 +277,6 @@ def review_send_back(*, annotation_id: Any, reviewer: Any, note: str) -> Annotat
     return annotation
 
 
-@transaction.atomic
-def task_create_if_shadow_disagrees(*, capture: Any) -> LabelTask | None:
-    """A shadow model read the capture differently from the final verdict: a lesson.
-
-    Called when the verdict is recorded and when a shadow prediction arrives (either may come
-    first); only confident shadow verdicts (pass/fail) count.
-    """
-    from labeling.services.tasks import task_create_from_inspection
-
-    decision = getattr(capture, "decision", None)
-    if decision is None or decision.status != "decided" or not decision.verdict:
-        return None
-    shadow = next((p for p in capture.predictions.all() if p.role == "shadow"), None)
-    if shadow is None or shadow.verdict not in ("pass", "fail"):
-        return None
-    if shadow.verdict == decision.verdict:
-        return None
-    return task_create_from_inspection(capture=capture, reason=LabelTaskSource.SHADOW)
-
-
 def task_import(
     *, path: str | Path, required_annotations: int = 1
 ) -> tuple[list[LabelTask], list[str]]:

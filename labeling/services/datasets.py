@@ -21,6 +21,7 @@ from django.db import transaction
 from core.blobs import blob_path, blob_write
 from core.errors import ApplicationError
 from labeling import regions as region_tools
+from labeling.coco import coco_document, coco_read
 from labeling.models import (
     DatasetItem,
     DatasetSplit,
@@ -29,7 +30,7 @@ from labeling.models import (
     LabelTaskStatus,
 )
 from vision.datasets import DatasetError, Item, read_folder, read_manifest_report
-from vision.images import ImageError, decode_image, load_mask
+from vision.images import ImageError, decode_image, image_size, load_mask
 
 SPLITS = (DatasetSplit.TRAIN, DatasetSplit.VALIDATION, DatasetSplit.TEST)
 DEFAULT_SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
@@ -178,8 +179,6 @@ def _polygon_mask(regions: list[dict], image: str, width: int | None, height: in
     if not any(r.get("shape") == "polygon" for r in regions):
         return ""
     if not width or not height:
-        from vision.images import image_size
-
         width, height = image_size(blob_path(image))
     mask = region_tools.regions_mask(regions, width=width, height=height)
     relative, _ = blob_write(region_tools.mask_png(mask), extension="png", folder="masks")
@@ -433,9 +432,6 @@ def dataset_version_from_items(
 
 def dataset_version_coco(*, dataset_version: DatasetVersion) -> dict[str, Any]:
     """The version as COCO JSON; file names are the stored images' paths under MEDIA_ROOT."""
-    from labeling.coco import coco_document
-    from vision.images import image_size
-
     images = []
     for row in dataset_version.items.order_by("id"):
         width, height = image_size(blob_path(row.image))
@@ -467,8 +463,6 @@ def dataset_version_from_coco(
 ) -> DatasetVersion:
     """Import a COCO JSON (boxes, polygons; `label` per image optional) with its images
     (file names relative to images_root, by default the JSON's folder)."""
-    from labeling.coco import coco_read
-
     path = Path(coco_path)
     root = Path(images_root) if images_root else path.parent
     try:

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db import transaction
 
-from labeling.models import LabelTask, LabelTaskStatus
+from labeling.models import LabelTask, LabelTaskSource, LabelTaskStatus
 from labeling.queue import task_priority
 from labeling.regions import pre_annotation_from_inspection
 
@@ -75,3 +75,21 @@ def task_withdraw_from_inspection(*, capture: Any, reasons: tuple[str, ...]) -> 
         capture=capture, source__in=reasons, status=LabelTaskStatus.OPEN, annotations__isnull=True
     ).delete()
     return deleted
+
+
+@transaction.atomic
+def task_create_if_shadow_disagrees(*, capture: Any) -> LabelTask | None:
+    """A shadow model read the capture differently from the final verdict: a lesson.
+
+    Called when the verdict is recorded and when a shadow prediction arrives (either may come
+    first); only confident shadow verdicts (pass/fail) count.
+    """
+    decision = getattr(capture, "decision", None)
+    if decision is None or decision.status != "decided" or not decision.verdict:
+        return None
+    shadow = next((p for p in capture.predictions.all() if p.role == "shadow"), None)
+    if shadow is None or shadow.verdict not in ("pass", "fail"):
+        return None
+    if shadow.verdict == decision.verdict:
+        return None
+    return task_create_from_inspection(capture=capture, reason=LabelTaskSource.SHADOW)

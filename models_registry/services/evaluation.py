@@ -5,7 +5,6 @@ model on the same benchmark so the page and the gate compare like with like."""
 import logging
 import shutil
 import traceback
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 
+from labeling import selectors as labeling_selectors
 from models_registry import benchmarks
 from models_registry.models import Deployment, Evaluation, JobStatus, ModelVersion
 from models_registry.services.jobs import (
@@ -22,6 +22,10 @@ from models_registry.services.jobs import (
     job_finish,
     worker_identity,
 )
+from models_registry.serving import artifact_path
+from vision.evaluation import evaluate
+from vision.inference import Predictor
+from vision.train import data_hash
 
 logger = logging.getLogger(__name__)
 
@@ -97,24 +101,15 @@ def _lighting_bucket(image: np.ndarray) -> str:
     return "normal"
 
 
-def _item_lines(items: list) -> dict[str, str]:
-    """Items from captures carry the capture id as their group: the line it came from."""
-    from inspection.models import Capture
-
-    ids = []
-    for item in items:
-        try:
-            ids.append(str(uuid.UUID(item.group)))
-        except (ValueError, TypeError, AttributeError):
-            continue
-    rows = Capture.objects.filter(pk__in=ids).values_list("pk", "line__code")
-    lines = {str(pk): code for pk, code in rows}
-    from labeling.models import DatasetItem
-
-    groups = {item.group for item in items if item.group and item.group not in lines}
-    labelled = DatasetItem.objects.filter(group__in=groups).exclude(line_code="")
-    lines.update(dict(labelled.values_list("group", "line_code")))
-    return lines
+def _item_lines(benchmark_key: str, items: list) -> dict[str, str]:
+    """The line each item of a dataset benchmark came from, by the item's group."""
+    benchmark = benchmarks.parse(benchmark_key)
+    if benchmark.kind != "dataset":
+        return {}
+    groups = {item.group for item in items if item.group}
+    return labeling_selectors.dataset_item_line_codes(
+        dataset_version=benchmark.dataset_version_id, groups=groups
+    )
 
 
 def _slice_rows(entries: list[dict], fail_threshold: float) -> list[dict]:
@@ -143,9 +138,12 @@ def _slice_rows(entries: list[dict], fail_threshold: float) -> list[dict]:
     return rows
 
 
-def evaluation_slices(items: list, rows: list[dict], fail_threshold: float) -> dict[str, list]:
-    """Error analysis: recall and false positives by line, defect type, defect size, lighting."""
-    lines = _item_lines(items)
+def evaluation_slices(
+    items: list, rows: list[dict], fail_threshold: float, *, lines: dict[str, str] | None = None
+) -> dict[str, list]:
+    """Error analysis: recall and false positives by line (`lines`: group -> line code),
+    defect type, defect size and lighting."""
+    lines = lines or {}
     per_slice: dict[str, list[dict]] = {name: [] for name in SLICE_NAMES}
     for item, row in zip(items, rows, strict=True):
         image = item.load_image()
@@ -189,11 +187,6 @@ def _worst(rows: list[dict], fail_threshold: float) -> dict[str, list[dict]]:
 
 def evaluation_execute(*, evaluation_id: int, hostname: str = "") -> Evaluation | None:
     """Measure the version on its benchmark. Idempotent: only a queued evaluation runs."""
-    from models_registry.serving import artifact_path
-    from vision.evaluation import evaluate
-    from vision.inference import Predictor
-    from vision.train import data_hash
-
     evaluation = job_claim(Evaluation, evaluation_id, worker_id=worker_identity(hostname))
     if evaluation is None:
         return None
@@ -216,7 +209,12 @@ def evaluation_execute(*, evaluation_id: int, hostname: str = "") -> Evaluation 
             progress=lambda done, total: reporter.update(progress=0.95 * done / total),
         )
         fail_threshold = predictor.fail_threshold
-        slices = evaluation_slices(items, report.items, fail_threshold)
+        slices = evaluation_slices(
+            items,
+            report.items,
+            fail_threshold,
+            lines=_item_lines(evaluation.benchmark, items),
+        )
         worst = _worst(report.items, fail_threshold)
         # Keep the overlays people look at, drop the rest.
         for group in ("false_negatives", "false_positives"):

@@ -20,6 +20,7 @@ from models_registry.models import (
     RolloutAction,
     RolloutEvent,
 )
+from vision.artifacts import ArtifactError, read_metadata
 
 
 def _file_sha256(path: Path) -> str:
@@ -31,8 +32,6 @@ def _file_sha256(path: Path) -> str:
 
 
 def _read_metadata(path: Path) -> dict[str, Any]:
-    from vision.artifacts import ArtifactError, read_metadata
-
     try:
         return read_metadata(path)
     except (ArtifactError, OSError) as exc:

@@ -8,11 +8,14 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from core.errors import ApplicationError
+from labeling import selectors as labeling_selectors
+from labeling import services as labeling_services
 from models_registry import benchmarks
 from models_registry.models import (
     DataSource,
@@ -30,6 +33,8 @@ from models_registry.services.jobs import (
     worker_identity,
 )
 from models_registry.services.registry import model_version_register
+from vision.synth import synth_items
+from vision.train import TrainConfig, TrainingCancelled, train
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +105,6 @@ def training_run_start(
         benchmark = benchmarks.parse(benchmark).key
     extra: dict[str, Any] = {}
     if data_source == DataSource.REVIEWED_NOW:
-        from labeling import services as labeling_services
-
         dataset_version = labeling_services.dataset_version_create(
             name=f"reviewed {timezone.now():%Y-%m-%d %H:%M}", created_by=user
         )
@@ -157,8 +160,6 @@ def training_run_cancel(*, run: TrainingRun, user: Any) -> TrainingRun:
 def _training_items(run: TrainingRun) -> tuple[list, list | None, str]:
     """(training items, validation items or None to split them, what the data was in words)."""
     if run.data_source == DataSource.SYNTHETIC:
-        from vision.synth import synth_items
-
         width, height = run.config.get("image_size", (256, 144))
         items = synth_items(run.synthetic_count, seed=run.synthetic_seed, size=(width, height))
         return items, None, f"synthetic:{run.synthetic_count}:{run.synthetic_seed}"
@@ -170,8 +171,6 @@ def _training_items(run: TrainingRun) -> tuple[list, list | None, str]:
 
 
 def _train_config(run: TrainingRun) -> Any:
-    from vision.train import TrainConfig
-
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in run.config.items() if k in fields}
     values.setdefault("threads", settings.TRAINING_THREADS or None)
@@ -181,10 +180,6 @@ def _train_config(run: TrainingRun) -> Any:
 def training_run_execute(*, run_id: int, hostname: str = "") -> TrainingRun | None:
     """Run a queued training run in this worker. Idempotent: anything but a queued run is left
     as it is (a redelivered message after a worker died finds it failed or finished)."""
-    from celery.exceptions import SoftTimeLimitExceeded
-
-    from vision.train import TrainingCancelled, train
-
     run = job_claim(TrainingRun, run_id, worker_id=worker_identity(hostname))
     if run is None:
         return None
@@ -285,8 +280,6 @@ def training_run_execute(*, run_id: int, hostname: str = "") -> TrainingRun | No
 def auto_retrain_check(*, now: Any = None) -> list[TrainingRun]:
     """Start a run on every line whose policy asks for one and has enough new reviewed labels
     since the last automatic start (never two runs of a line at once)."""
-    from labeling import selectors as labeling_selectors
-
     now = now or timezone.now()
     started = []
     for policy in LineTrainingPolicy.objects.filter(auto_retrain=True).select_related("line"):

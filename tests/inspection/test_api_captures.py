@@ -106,6 +106,7 @@ def test_uncertain_capture_waits_for_a_human(station, deployment, fake_models):
     body = post_capture(client_for(station)).json()
     assert (body["status"], body["verdict"], body["decided_by"]) == ("pending", None, None)
     assert body["reason"] == "uncertain"
+    assert Decision.objects.get(capture_id=body["id"]).model_shown  # as the policy said
 
 
 def test_manual_line_never_runs_the_model(line, station, deployment, fake_models):
@@ -123,6 +124,8 @@ def test_shadow_line_hides_the_model_output(line, station, deployment, fake_mode
     body = post_capture(client_for(station)).json()
     assert (body["status"], body["reason"], body["model"]) == ("pending", "shadow", None)
     assert Prediction.objects.count() == 1  # but agreement can be measured
+    decision = Decision.objects.get(capture_id=body["id"])
+    assert not decision.model_shown and decision.model_verdict in ("pass", "uncertain", "fail")
 
 
 def test_png_is_accepted(station, deployment):

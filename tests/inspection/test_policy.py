@@ -11,6 +11,7 @@ from inspection.policy import (
     audit_selected,
     canary_selected,
     decide,
+    level_needs_guard_rail,
     roles_to_run,
     stable_fraction,
 )
@@ -167,3 +168,27 @@ def test_canary_and_audit_hashes_are_independent():
 def test_unknown_level_is_refused():
     with pytest.raises(ValueError):
         decide(line("sometimes"), production(0.1), CAPTURE)
+
+
+def test_the_policy_reads_the_score_on_the_lines_thresholds_once_for_everyone():
+    settings = line("partial")
+    readings = [decide(settings, production(s), CAPTURE).model_verdict for s in (0.1, 0.5, 0.9)]
+    assert readings == ["pass", "uncertain", "fail"]
+    shadow = decide(line("shadow"), production(0.9), CAPTURE)
+    assert (shadow.model_verdict, shadow.show_model) == ("fail", False)  # read, but hidden
+    assert decide(line("manual"), production(0.9), CAPTURE).model_verdict == ""
+
+
+@pytest.mark.parametrize(
+    ("current", "new", "needs"),
+    [
+        ("shadow", "partial", True),
+        ("assisted", "full", True),
+        ("partial", "full", True),
+        ("full", "partial", False),  # lowering never needs the rail
+        ("manual", "assisted", False),  # the model does not decide there
+        ("partial", "partial", False),
+    ],
+)
+def test_only_raising_a_line_to_a_model_deciding_level_needs_the_guard_rail(current, new, needs):
+    assert level_needs_guard_rail(current=current, new=new) is needs

@@ -159,17 +159,13 @@ def test_surface_settings_reach_the_trainer(line):
 
 
 def test_auto_retrain_starts_a_run_when_enough_reviewed_labels_arrived(line, monkeypatch):
-    import sys
     import types
 
     counts = {"n": 3}
     selectors_module = types.SimpleNamespace(
         reviewed_annotations_since=lambda *, line=None, since=None: counts["n"]
     )
-    monkeypatch.setitem(sys.modules, "labeling.selectors", selectors_module)
-    import labeling
-
-    monkeypatch.setattr(labeling, "selectors", selectors_module, raising=False)
+    monkeypatch.setattr(training_services, "labeling_selectors", selectors_module)
     started = []
     monkeypatch.setattr(
         training_services,

@@ -1,4 +1,4 @@
-"""`python manage.py run_demo`: web server, Celery worker and a simulated station, together.
+"""`python manage.py run_demo`: web server, Celery worker and beat, and simulated stations.
 
 `make demo` runs it after `seed_demo`. Ctrl-C stops all three.
 """
@@ -19,7 +19,7 @@ from inspection.management.commands.seed_demo import DEMO_USERS
 
 
 class Command(BaseCommand):
-    help = "Start uvicorn, a Celery worker and simulate_line on L1; Ctrl-C stops them all."
+    help = "Start uvicorn, a Celery worker, beat and simulate_line on L1 and L2; Ctrl-C stops all."
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=8000)
@@ -51,12 +51,27 @@ class Command(BaseCommand):
                 env=env,
             )  # fmt: skip
             processes["worker"] = subprocess.Popen(worker, env=env)
+            # Beat runs the periodic jobs: the canary check, the reaper of dead workers' jobs,
+            # automatic retraining (and the monitoring of every line).
+            schedule = Path(settings.VAR_DIR) / "celerybeat-schedule"
+            processes["beat"] = subprocess.Popen(
+                [python, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",
+                 "--schedule", str(schedule)],
+                env=env,
+            )  # fmt: skip
             self._wait_until_up(url, processes["web"])
             if not options["no_station"] and "L1" in tokens:
                 processes["station"] = subprocess.Popen(
                     [python, "manage.py", "simulate_line", "--line", "L1",
                      "--token", tokens["L1"]["token"], "--url", url, "--rate", rate,
                      "--lighting-shift-after", "300s"],
+                    env=env,
+                )  # fmt: skip
+            if not options["no_station"] and "L2" in tokens:
+                # L2 is assisted: every phone waits for an inspector, so the queue has work.
+                processes["station-L2"] = subprocess.Popen(
+                    [python, "manage.py", "simulate_line", "--line", "L2",
+                     "--token", tokens["L2"]["token"], "--url", url, "--rate", "6/min"],
                     env=env,
                 )  # fmt: skip
             self._banner(url, tokens)

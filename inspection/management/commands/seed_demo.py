@@ -14,6 +14,8 @@ from core.roles import Role
 from inspection import services
 from models_registry import services as registry_services
 from models_registry.models import ModelVersion
+from vision.synth import synth_items
+from vision.train import TrainConfig, train
 
 DEMO_LINES = [
     ("L1", "Line 1: final assembly", AutomationLevel.PARTIAL),
@@ -92,9 +94,6 @@ class Command(BaseCommand):
         return tokens
 
     def _first_model(self, lines: list[ProductionLine], *, minutes: float, count: int) -> None:
-        from vision.synth import synth_items
-        from vision.train import TrainConfig, train
-
         self.stdout.write(
             f"No model yet: training a first one on {count} synthetic phones "
             f"(at most {minutes:g} min)..."

@@ -13,6 +13,9 @@ from datetime import UTC, datetime
 import httpx
 from django.core.management.base import BaseCommand, CommandError
 
+from vision.images import encode_jpeg
+from vision.synth import Lighting, synth_phone
+
 
 def parse_rate(text: str) -> float:
     """'2/s', '30/min', '0.5' -> captures per second."""
@@ -73,9 +76,6 @@ class Command(BaseCommand):
             self.stdout.write("Station stopped.")
 
     def _run(self, options, url, headers, interval, shift_after, size, seed) -> None:
-        from vision.images import encode_jpeg
-        from vision.synth import Lighting, synth_phone
-
         width, height = size
         normal = Lighting()
         shifted = Lighting.parse(SHIFTED_LIGHTING)

@@ -1,0 +1,32 @@
+"""The station and inspector API (v1), by capability: parse, call one service or selector,
+serialize. `inspection/urls.py` routes to these."""
+
+from inspection.apis.captures import (
+    CaptureClaimApi,
+    CaptureCollectionApi,
+    CaptureDetailApi,
+    CaptureHeatmapApi,
+    CaptureImageApi,
+    CaptureReleaseApi,
+    CaptureUndoApi,
+    CaptureVerdictApi,
+    capture_detail,
+)
+from inspection.apis.lines import LineChangeListApi, LineDetailApi, LineListApi
+from inspection.apis.queue import InspectorQueueApi
+
+__all__ = [
+    "CaptureClaimApi",
+    "CaptureCollectionApi",
+    "CaptureDetailApi",
+    "CaptureHeatmapApi",
+    "CaptureImageApi",
+    "CaptureReleaseApi",
+    "CaptureUndoApi",
+    "CaptureVerdictApi",
+    "InspectorQueueApi",
+    "LineChangeListApi",
+    "LineDetailApi",
+    "LineListApi",
+    "capture_detail",
+]

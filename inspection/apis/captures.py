@@ -1,0 +1,299 @@
+"""The station's capture API and the inspector's actions on one capture: post, list, read
+(with a long poll), claim, verdict, release, undo, image and heatmap."""
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.http import FileResponse
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.views import APIView
+
+from core import blobs
+from core.errors import ApplicationError
+from core.models import Verdict
+from core.permissions import IsInspector, IsStation, IsStationOrStaff, is_station
+from inspection import events, selectors, services
+from inspection.apis.serializers import (
+    CaptureOutputSerializer,
+    InspectorCaptureSerializer,
+    RegionSerializer,
+    capture_response,
+    inspector_response,
+)
+from inspection.models import DecisionStatus
+
+logger = logging.getLogger(__name__)
+
+MAX_WAIT_SECONDS = 60
+# A waiting request re-reads the decision at least this often, so it also learns of verdicts
+# recorded by another web process when the channel layer is in memory.
+WAIT_RECHECK_SECONDS = 1.0
+
+
+class CaptureCollectionApi(APIView):
+    """POST: a station sends a capture. GET: captures, newest first, with filters."""
+
+    parser_classes = [MultiPartParser, FormParser]
+
+    class InputSerializer(serializers.Serializer):
+        image = serializers.FileField(allow_empty_file=True)
+        line = serializers.CharField(max_length=32)
+        idempotency_key = serializers.CharField(max_length=64)
+        captured_at = serializers.DateTimeField(required=False)
+        metadata = serializers.JSONField(required=False, binary=True)
+
+        def validate_metadata(self, value: Any) -> dict:
+            if not isinstance(value, dict):
+                raise serializers.ValidationError("metadata must be a JSON object.")
+            return value
+
+    class FilterSerializer(serializers.Serializer):
+        line = serializers.CharField(required=False)
+        station = serializers.IntegerField(required=False)
+        status = serializers.ChoiceField(choices=DecisionStatus.choices, required=False)
+        verdict = serializers.ChoiceField(choices=Verdict.choices, required=False)
+        received_after = serializers.DateTimeField(required=False)
+        received_before = serializers.DateTimeField(required=False)
+
+    def get_permissions(self):
+        if self.request.method == "POST":
+            return [IsAuthenticated(), IsStation()]
+        return [IsAuthenticated(), IsStationOrStaff()]
+
+    @extend_schema(
+        request={"multipart/form-data": InputSerializer},
+        responses={200: CaptureOutputSerializer, 201: CaptureOutputSerializer},
+    )
+    def post(self, request):
+        content_length = int(request.META.get("CONTENT_LENGTH") or 0)
+        if content_length > settings.CAPTURE_MAX_BYTES + 64 * 1024:
+            raise ApplicationError(
+                f"The request is {content_length} bytes; images may be at most "
+                f"{settings.CAPTURE_MAX_BYTES} bytes.",
+                code="too_large",
+                status=413,
+            )
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        upload = data["image"]
+        if upload.size > settings.CAPTURE_MAX_BYTES:
+            raise ApplicationError(
+                f"The image is {upload.size} bytes; the limit is {settings.CAPTURE_MAX_BYTES}.",
+                code="too_large",
+                status=413,
+            )
+        result = services.capture_ingest(
+            station=request.auth,
+            line_code=data["line"],
+            idempotency_key=data["idempotency_key"],
+            image_data=upload.read(),
+            captured_at=data.get("captured_at"),
+            metadata=data.get("metadata"),
+        )
+        response = capture_response(
+            result.capture, status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
+        )
+        if result.timings:
+            response["Server-Timing"] = ", ".join(
+                f"{name};dur={ms:.2f}" for name, ms in result.timings.items()
+            )
+        return response
+
+    @extend_schema(parameters=[FilterSerializer], responses=CaptureOutputSerializer(many=True))
+    def get(self, request):
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        data = filters.validated_data
+        if is_station(request):
+            data["station"] = request.auth.pk
+        captures = selectors.capture_list(
+            line=data.get("line"),
+            station_id=data.get("station"),
+            status=data.get("status"),
+            verdict=data.get("verdict"),
+            received_after=data.get("received_after"),
+            received_before=data.get("received_before"),
+        )
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(captures, request, view=self)
+        return paginator.get_paginated_response(CaptureOutputSerializer(page, many=True).data)
+
+
+def _wait_seconds(request) -> float | None:
+    raw = request.GET.get("wait")
+    if raw in (None, ""):
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ApplicationError(
+            "wait must be a number of seconds (0 to 60).", code="invalid_wait"
+        ) from None
+    if not 0 <= seconds <= MAX_WAIT_SECONDS:
+        raise ApplicationError("wait must be between 0 and 60 seconds.", code="invalid_wait")
+    return seconds
+
+
+class CaptureDetailApi(APIView):
+    """One capture. With `?wait=SECONDS` (<= 60), answers once it is decided or time is up."""
+
+    permission_classes = [IsAuthenticated, IsStationOrStaff]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("wait", float, description="Seconds to wait for a decision (<= 60)")
+        ],
+        responses=CaptureOutputSerializer,
+    )
+    def get(self, request, capture_id):
+        _wait_seconds(request)  # validates
+        capture = selectors.capture_get(capture_id=capture_id)
+        if is_station(request) and capture.line_id != request.auth.line_id:
+            raise ApplicationError("No such capture.", code="not_found", status=404)
+        return capture_response(capture)
+
+
+_detail_view = CaptureDetailApi.as_view()
+
+
+async def _wait_for_decision(capture_id: Any, seconds: float) -> None:
+    """Sleep until the capture's decision event arrives (or a re-read finds it decided)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    group = events.capture_group(capture_id)
+    await layer.group_add(group, channel)
+    try:
+        while True:
+            decision_status = await sync_to_async(selectors.capture_decision_status)(
+                capture_id=capture_id
+            )
+            remaining = deadline - loop.time()
+            if decision_status != DecisionStatus.PENDING or remaining <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    layer.receive(channel), timeout=min(remaining, WAIT_RECHECK_SECONDS)
+                )
+    finally:
+        await layer.group_discard(group, channel)
+
+
+@csrf_exempt
+async def capture_detail(request, capture_id):
+    """The long poll without a thread per waiting station: only the two reads use a thread."""
+    response = await sync_to_async(_detail_view)(request, capture_id=capture_id)
+    if request.method != "GET" or response.status_code != 200:
+        return response
+    seconds = _wait_seconds(request)
+    if not seconds or response.data["status"] != DecisionStatus.PENDING:
+        return response
+    await _wait_for_decision(capture_id, seconds)
+    return await sync_to_async(_detail_view)(request, capture_id=capture_id)
+
+
+# drf-spectacular documents the DRF view behind the async wrapper.
+capture_detail.cls = CaptureDetailApi
+capture_detail.initkwargs = {}
+
+
+class CaptureClaimApi(APIView):
+    """An inspector takes a pending capture (409 if another inspector has it)."""
+
+    permission_classes = [IsAuthenticated, IsInspector]
+
+    @extend_schema(request=None, responses=CaptureOutputSerializer)
+    def post(self, request, capture_id):
+        # Claiming again renews the lease: the page does so while the capture stays open.
+        services.capture_claim(capture=capture_id, user=request.user)
+        return inspector_response(capture_id)
+
+
+class CaptureVerdictApi(APIView):
+    """An inspector's verdict on a pending capture, or the review of a pending audit sample
+    (agreeing confirms the model; disagreeing overrides it and the station gets a correction);
+    409 when decided, already reviewed, or claimed by another."""
+
+    permission_classes = [IsAuthenticated, IsInspector]
+
+    class InputSerializer(serializers.Serializer):
+        verdict = serializers.ChoiceField(choices=Verdict.choices)
+        regions = RegionSerializer(many=True, required=False)
+        note = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+    @extend_schema(request=InputSerializer, responses=CaptureOutputSerializer)
+    def post(self, request, capture_id):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.verdict_record(
+            capture_id=capture_id, user=request.user, **serializer.validated_data
+        )
+        return capture_response(selectors.capture_get(capture_id=capture_id))
+
+
+class CaptureReleaseApi(APIView):
+    """The inspector lets go of a capture undecided; it returns to the others' queues."""
+
+    permission_classes = [IsAuthenticated, IsInspector]
+
+    @extend_schema(request=None, responses=InspectorCaptureSerializer)
+    def post(self, request, capture_id):
+        services.capture_release(capture=capture_id, user=request.user)
+        return inspector_response(capture_id)
+
+
+class CaptureUndoApi(APIView):
+    """Take back one's own verdict within a few seconds; the station gets a correction."""
+
+    permission_classes = [IsAuthenticated, IsInspector]
+
+    @extend_schema(request=None, responses=InspectorCaptureSerializer)
+    def post(self, request, capture_id):
+        services.verdict_undo(capture=capture_id, user=request.user)
+        return inspector_response(capture_id)
+
+
+class CaptureImageApi(APIView):
+    """The captured image as the station sent it."""
+
+    permission_classes = [IsAuthenticated, IsInspector]
+
+    @extend_schema(responses={(200, "image/*"): bytes})
+    def get(self, request, capture_id):
+        capture = selectors.capture_get(capture_id=capture_id)
+        path = blobs.blob_path(capture.image)
+        if not path.is_file():
+            raise ApplicationError("The image file is missing.", code="not_found", status=404)
+        response = FileResponse(path.open("rb"), content_type=f"image/{capture.image_format}")
+        response["Cache-Control"] = "private, max-age=86400, immutable"
+        return response
+
+
+class CaptureHeatmapApi(APIView):
+    """The model's heatmap over the image (PNG), where the line's level shows the model."""
+
+    permission_classes = [IsAuthenticated, IsInspector]
+
+    @extend_schema(responses={(200, "image/png"): bytes})
+    def get(self, request, capture_id):
+        capture = selectors.capture_get(capture_id=capture_id)
+        if InspectorCaptureSerializer().get_model(capture) is None:
+            raise ApplicationError(
+                "The model's output is hidden for this capture.", code="no_heatmap", status=404
+            )
+        path = services.capture_heatmap_png(capture=capture)
+        response = FileResponse(path.open("rb"), content_type="image/png")
+        response["Cache-Control"] = "private, max-age=86400, immutable"
+        return response

@@ -1,0 +1,107 @@
+"""What the capture APIs answer: a capture as the station sees it, and as the inspector's page
+shows it (image URLs, level, claim). The model's output appears where the policy showed it."""
+
+from typing import Any
+
+from django.urls import reverse
+from rest_framework import serializers, status
+from rest_framework.response import Response
+
+from inspection import selectors
+
+
+class RegionSerializer(serializers.Serializer):
+    box = serializers.ListField(
+        child=serializers.IntegerField(min_value=0), min_length=4, max_length=4
+    )
+    defect_type = serializers.CharField(max_length=32, default="scratch")
+    # A model region the inspector rejected (the model was wrong there): a label, not a defect.
+    rejected = serializers.BooleanField(required=False)
+
+    def validate_box(self, box: list[int]) -> list[int]:
+        if box[2] <= box[0] or box[3] <= box[1]:
+            raise serializers.ValidationError("box must be [x0, y0, x1, y1] with x1 > x0, y1 > y0.")
+        return box
+
+
+class CaptureOutputSerializer(serializers.Serializer):
+    """The answer stations read: id, line, status, verdict, decided_by (shared/INTERFACES.md)."""
+
+    id = serializers.UUIDField()
+    line = serializers.CharField(source="line.code")
+    station = serializers.IntegerField(source="station_id")
+    idempotency_key = serializers.CharField()
+    status = serializers.CharField(source="decision.status")
+    verdict = serializers.SerializerMethodField()
+    decided_by = serializers.SerializerMethodField()
+    decided_at = serializers.DateTimeField(source="decision.decided_at", allow_null=True)
+    reason = serializers.CharField(source="decision.reason")
+    audit = serializers.BooleanField(source="decision.audit")
+    # An audit sample's review: pending, confirmed or overridden (null when not audited).
+    audit_status = serializers.SerializerMethodField()
+    model = serializers.SerializerMethodField()
+    received_at = serializers.DateTimeField()
+    captured_at = serializers.DateTimeField(allow_null=True)
+    image_sha256 = serializers.CharField()
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    metadata = serializers.JSONField()
+
+    def get_audit_status(self, capture) -> str | None:
+        return capture.decision.audit_status or None
+
+    def get_verdict(self, capture) -> str | None:
+        return capture.decision.verdict or None
+
+    def get_decided_by(self, capture) -> str | None:
+        return capture.decision.decided_by or None
+
+    def get_model(self, capture) -> dict[str, Any] | None:
+        """The acting model's output, when the line's level shows it."""
+        decision = capture.decision
+        if not decision.model_shown:
+            return None
+        for prediction in capture.predictions.all():
+            if prediction.pk == decision.acting_prediction_id:
+                return {
+                    "model_version": prediction.model_version_id,
+                    "role": prediction.role,
+                    "score": round(prediction.score, 6),
+                    "verdict": decision.model_verdict,
+                    "regions": prediction.regions,
+                    "latency_ms": prediction.latency_ms,
+                }
+        return None
+
+
+def capture_response(capture, code: int = status.HTTP_200_OK) -> Response:
+    return Response(CaptureOutputSerializer(capture).data, status=code)
+
+
+class InspectorCaptureSerializer(CaptureOutputSerializer):
+    """A capture as the inspector's page shows it: the station's fields, plus image URLs, the
+    line's level and who holds the claim. The model's output is hidden in manual and shadow."""
+
+    image_url = serializers.SerializerMethodField()
+    heatmap_url = serializers.SerializerMethodField()
+    automation_level = serializers.CharField(source="line.automation_level")
+    station_name = serializers.CharField(source="station.name")
+    claimed_by = serializers.SerializerMethodField()
+    claim_expires_at = serializers.DateTimeField(source="decision.claim_expires_at")
+    claimed_at = serializers.DateTimeField(source="decision.claimed_at")
+
+    def get_image_url(self, capture) -> str:
+        return reverse("inspection:capture-image", args=[capture.pk])
+
+    def get_heatmap_url(self, capture) -> str | None:
+        if self.get_model(capture) is None:
+            return None
+        return reverse("inspection:capture-heatmap", args=[capture.pk])
+
+    def get_claimed_by(self, capture) -> str | None:
+        user = capture.decision.claimed_by
+        return user.username if user else None
+
+
+def inspector_response(capture_id: Any) -> Response:
+    return Response(InspectorCaptureSerializer(selectors.capture_get(capture_id=capture_id)).data)
