@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 
+from core import blobs
 from models_registry.models import Deployment
 
 logger = logging.getLogger(__name__)
@@ -35,8 +36,7 @@ _lock = threading.Lock()
 
 
 def artifact_path(artifact: str) -> Path:
-    path = Path(artifact)
-    return path if path.is_absolute() else Path(settings.MODELS_ROOT) / path
+    return blobs.blob_path(artifact, store=blobs.MODELS)
 
 
 def _load(path: Path, sha256: str) -> Any:

@@ -12,6 +12,7 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 
+from core import blobs
 from labeling import selectors as labeling_selectors
 from models_registry import benchmarks
 from models_registry.models import Deployment, Evaluation, JobStatus, ModelVersion
@@ -34,7 +35,7 @@ SLICE_NAMES = ("line", "defect_type", "defect_size", "lighting")
 
 
 def evaluation_folder(evaluation: Evaluation) -> Path:
-    return Path(settings.MODELS_ROOT) / "evaluations" / str(evaluation.pk)
+    return blobs.blob_path(f"evaluations/{evaluation.pk}", store=blobs.MODELS)
 
 
 @transaction.atomic

@@ -2,7 +2,6 @@
 a line's deployment directly (commands, the demo); rollouts go through services.rollout."""
 
 import hashlib
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from core import blobs
 from core.errors import ApplicationError
 from models_registry import selectors
 from models_registry.models import (
@@ -82,13 +82,7 @@ def model_version_register(
     if existing:
         return existing
     artifact_metadata = {**_read_metadata(source), **(metadata or {})}
-    relative = Path("models") / f"{sha256}.pt"
-    target = Path(settings.MODELS_ROOT) / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not target.exists():
-        partial = target.with_suffix(".part")
-        shutil.copyfile(source, partial)
-        partial.replace(target)
+    relative = blobs.blob_copy_file(source, f"models/{sha256}.pt", store=blobs.MODELS)
     name = name or source.stem
     # Numbers per name; the lock keeps two registrations of one name from taking the same one.
     latest = (

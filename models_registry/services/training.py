@@ -5,7 +5,6 @@ candidate ModelVersion that is then evaluated next to the line's production mode
 import dataclasses
 import logging
 import traceback
-from pathlib import Path
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -13,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core import blobs
 from core.errors import ApplicationError
 from labeling import selectors as labeling_selectors
 from labeling import services as labeling_services
@@ -177,6 +177,72 @@ def _train_config(run: TrainingRun) -> Any:
     return TrainConfig(**values)
 
 
+class _TrainingProgress:
+    """The trainer's progress events, written to the run's row (progress bar, epochs, log)."""
+
+    def __init__(self, reporter: JobReporter) -> None:
+        self.reporter = reporter
+        self.history: list[dict] = []
+
+    def __call__(self, event: dict) -> None:
+        kind = event.get("event")
+        if kind == "loading":
+            self.reporter.log(f"loading {event['items']} images")
+            self.reporter.update(force=True)
+        elif kind == "step":
+            self.reporter.update(
+                progress=min(float(event["fraction"]), 0.99),
+                epoch=event["epoch"],
+                step=event["step"],
+                total_steps=event["total_steps"],
+                last_loss=float(event["loss"]),
+            )
+        elif kind == "epoch":
+            self._epoch(event)
+
+    def _epoch(self, event: dict) -> None:
+        entry = {
+            k: (round(v, 5) if isinstance(v, float) else v)
+            for k, v in event.items()
+            if k != "event"
+        }
+        self.history.append(entry)
+        validation = ", ".join(
+            f"{k} {v:.4f}" for k, v in event.items() if k.startswith("val_") and v is not None
+        )
+        self.reporter.log(
+            f"epoch {event['epoch']}: train loss {event['train_loss']:.4f}, {validation}"
+        )
+        self.reporter.update(force=True, history=list(self.history), epoch=event["epoch"])
+
+
+def _train_and_register(run: TrainingRun, reporter: JobReporter, progress: _TrainingProgress):
+    items, val_items, described = _training_items(run)
+    result = train(
+        items,
+        config=_train_config(run),
+        progress=progress,
+        should_stop=reporter.should_stop,
+        val_items=val_items,
+    )
+    folder = blobs.blob_path("training", store=blobs.MODELS)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"run-{run.pk}.pt"
+    result.save(path)
+    version = model_version_register(
+        path=path,
+        name=run.name,
+        user=run.created_by,
+        parent=run.parent,
+        dataset_version=run.dataset_version,
+        training_data=described,
+        notes=f"Training run {run.pk} ({result.stopped_because}).",
+    )
+    path.unlink(missing_ok=True)  # registered: the registry keeps its own copy by hash
+    reporter.log(f"registered {version} ({version.sha256[:12]}); {result.stopped_because}")
+    return version
+
+
 def training_run_execute(*, run_id: int, hostname: str = "") -> TrainingRun | None:
     """Run a queued training run in this worker. Idempotent: anything but a queued run is left
     as it is (a redelivered message after a worker died finds it failed or finished)."""
@@ -185,70 +251,16 @@ def training_run_execute(*, run_id: int, hostname: str = "") -> TrainingRun | No
         return None
     reporter = JobReporter(run)
     reporter.log(f"started on {run.worker_id}")
-    history: list[dict] = []
-
-    def progress(event: dict) -> None:
-        kind = event.get("event")
-        if kind == "loading":
-            reporter.log(f"loading {event['items']} images")
-            reporter.update(force=True)
-        elif kind == "step":
-            reporter.update(
-                progress=min(float(event["fraction"]), 0.99),
-                epoch=event["epoch"],
-                step=event["step"],
-                total_steps=event["total_steps"],
-                last_loss=float(event["loss"]),
-            )
-        elif kind == "epoch":
-            entry = {
-                k: (round(v, 5) if isinstance(v, float) else v)
-                for k, v in event.items()
-                if k != "event"
-            }
-            history.append(entry)
-            reporter.log(
-                f"epoch {event['epoch']}: train loss {event['train_loss']:.4f}, "
-                + ", ".join(
-                    f"{k} {v:.4f}"
-                    for k, v in event.items()
-                    if k.startswith("val_") and v is not None
-                )
-            )
-            reporter.update(force=True, history=list(history), epoch=event["epoch"])
-
+    progress = _TrainingProgress(reporter)
     try:
-        items, val_items, described = _training_items(run)
-        config = _train_config(run)
-        result = train(
-            items,
-            config=config,
-            progress=progress,
-            should_stop=reporter.should_stop,
-            val_items=val_items,
-        )
-        folder = Path(settings.MODELS_ROOT) / "training"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"run-{run.pk}.pt"
-        result.save(path)
-        version = model_version_register(
-            path=path,
-            name=run.name,
-            user=run.created_by,
-            parent=run.parent,
-            dataset_version=run.dataset_version,
-            training_data=described,
-            notes=f"Training run {run.pk} ({result.stopped_because}).",
-        )
-        path.unlink(missing_ok=True)  # registered: the registry keeps its own copy by hash
-        reporter.log(f"registered {version} ({version.sha256[:12]}); {result.stopped_because}")
+        version = _train_and_register(run, reporter, progress)
         reporter.close()
         finished = job_finish(
             run,
             JobStatus.SUCCEEDED,
             log=reporter.log_text,
             model_version=version,
-            history=history,
+            history=progress.history,
         )
         if finished and run.benchmark:
             evaluation_services.evaluation_request_with_production(
