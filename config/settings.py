@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "inspection",
     "labeling",
     "models_registry",
+    "monitoring",
 ]
 
 MIDDLEWARE = [
@@ -236,6 +237,7 @@ CELERY_BEAT_SCHEDULE = {
     "registry-canary-check": {"task": "models_registry.canary_check", "schedule": 60.0},
     "registry-jobs-reap": {"task": "models_registry.jobs_reap", "schedule": 60.0},
     "registry-auto-retrain": {"task": "models_registry.auto_retrain_check", "schedule": 600.0},
+    "monitoring-lines-check": {"task": "monitoring.lines_check", "schedule": 60.0},
 }
 
 REST_FRAMEWORK = {
@@ -280,3 +282,19 @@ LOGGING = {
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
     CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+
+# Monitoring: alerts link to the pages at PUBLIC_URL; email through Django's backend (SMTP when
+# EMAIL_HOST is set, else the console: alerts are printed by the worker).
+PUBLIC_URL = env("PUBLIC_URL", "http://127.0.0.1:8000")
+EMAIL_HOST = env("EMAIL_HOST")
+EMAIL_BACKEND = env(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "inspection@localhost")

@@ -4,18 +4,9 @@ Groups: `line.<code>` (inspector feeds), `station.<id>` (a station's verdicts) a
 `capture.<hex id>` (a station long-polling one capture).
 """
 
-import asyncio
-import logging
-import queue
-import threading
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
-from django.conf import settings
-from django.db import transaction
-
-logger = logging.getLogger(__name__)
+from core.live_events import events_send_on_commit
 
 
 def line_group(code: str) -> str:
@@ -47,59 +38,6 @@ def capture_payload(capture: Any, decision: Any) -> dict[str, Any]:
     }
 
 
-async def _send_all(messages: list[tuple[str, dict]]) -> None:
-    layer = get_channel_layer()
-    for group, message in messages:
-        await layer.group_send(group, message)
-
-
-class _BackgroundSender:
-    """Sends events from one thread with its own event loop, so a request never waits on Redis.
-
-    Events are notifications (the database holds the state, and a waiting station re-reads
-    it), so the few lost if a process dies between commit and send are acceptable.
-    """
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def submit(self, messages: list[tuple[str, dict]]) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            with self._lock:
-                if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(
-                        target=self._run, name="channel-events", daemon=True
-                    )
-                    self._thread.start()
-        self._queue.put(messages)
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        while True:
-            messages = self._queue.get()
-            try:
-                loop.run_until_complete(_send_all(messages))
-            except Exception:
-                logger.exception("could not send events to %s", [g for g, _ in messages])
-
-
-_background = _BackgroundSender()
-
-
-def _send(messages: list[tuple[str, dict]]) -> None:
-    # A broken channel layer must never fail the request that already committed.
-    if "InMemoryChannelLayer" not in settings.CHANNEL_LAYERS["default"]["BACKEND"]:
-        _background.submit(messages)
-        return
-    # The in-memory layer lives in the server's event loop: deliver there, now.
-    try:
-        async_to_sync(_send_all)(messages)
-    except Exception:
-        logger.exception("could not send events to %s", [group for group, _ in messages])
-
-
 def capture_created_on_commit(*, capture: Any, decision: Any) -> None:
     payload = capture_payload(capture, decision)
     messages = [(line_group(capture.line.code), {"type": "capture.created", "capture": payload})]
@@ -107,7 +45,7 @@ def capture_created_on_commit(*, capture: Any, decision: Any) -> None:
         messages.append(
             (station_group(capture.station_id), {"type": "decision.made", "capture": payload})
         )
-    transaction.on_commit(lambda: _send(messages))
+    events_send_on_commit(messages)
 
 
 def decision_made_on_commit(*, decision: Any, capture: Any) -> None:
@@ -118,12 +56,12 @@ def decision_made_on_commit(*, decision: Any, capture: Any) -> None:
         (station_group(capture.station_id), message),
         (capture_group(capture.id), message),
     ]
-    transaction.on_commit(lambda: _send(messages))
+    events_send_on_commit(messages)
 
 
 def line_changed_on_commit(*, line: Any, changes: dict) -> None:
     message = {"type": "line.changed", "line": line.code, "changes": changes}
-    transaction.on_commit(lambda: _send([(line_group(line.code), message)]))
+    events_send_on_commit([(line_group(line.code), message)])
 
 
 def capture_claimed_on_commit(*, capture: Any, decision: Any) -> None:
@@ -135,13 +73,13 @@ def capture_claimed_on_commit(*, capture: Any, decision: Any) -> None:
         "claimed_by": decision.claimed_by_id,
         "claim_expires_at": decision.claim_expires_at.isoformat(),
     }
-    transaction.on_commit(lambda: _send([(line_group(capture.line.code), message)]))
+    events_send_on_commit([(line_group(capture.line.code), message)])
 
 
 def capture_released_on_commit(*, capture: Any, decision: Any) -> None:
     """The capture is free again: browsers re-add it (the row's fields are in the payload)."""
     message = {"type": "capture.released", "capture": capture_payload(capture, decision)}
-    transaction.on_commit(lambda: _send([(line_group(capture.line.code), message)]))
+    events_send_on_commit([(line_group(capture.line.code), message)])
 
 
 def decision_reverted_on_commit(*, capture: Any, decision: Any) -> None:
@@ -154,7 +92,7 @@ def decision_reverted_on_commit(*, capture: Any, decision: Any) -> None:
         (station_group(capture.station_id), message),
         (capture_group(capture.id), message),
     ]
-    transaction.on_commit(lambda: _send(messages))
+    events_send_on_commit(messages)
 
 
 def audit_recorded_on_commit(*, capture: Any, decision: Any) -> None:
@@ -168,7 +106,7 @@ def audit_recorded_on_commit(*, capture: Any, decision: Any) -> None:
             (station_group(capture.station_id), correction),
             (capture_group(capture.id), correction),
         ]
-    transaction.on_commit(lambda: _send(messages))
+    events_send_on_commit(messages)
 
 
 def audit_reopened_on_commit(*, capture: Any, decision: Any, correction: bool) -> None:
@@ -183,4 +121,4 @@ def audit_reopened_on_commit(*, capture: Any, decision: Any, correction: bool) -
             (station_group(capture.station_id), message),
             (capture_group(capture.id), message),
         ]
-    transaction.on_commit(lambda: _send(messages))
+    events_send_on_commit(messages)

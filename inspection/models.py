@@ -56,6 +56,9 @@ class Prediction(models.Model):
     # The model's own reading with its thresholds: pass, fail or uncertain.
     verdict = models.CharField(max_length=16)
     regions = models.JSONField(default=list)
+    # The model's pooled features of the image (a few dozen numbers): what monitoring compares
+    # to tell a changed scene the hand-made image statistics miss.
+    embedding = models.JSONField(default=list, blank=True)
     latency_ms = models.FloatField()
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -147,6 +150,8 @@ class Decision(models.Model):
         ]
         indexes = [
             models.Index(fields=["status"], name="decision_status"),
+            # Monitoring reads a line's newest judged decisions.
+            models.Index(fields=["-decided_at"], name="decision_recent"),
             models.Index(fields=["audit_status"], name="decision_audit_status"),
         ]
 

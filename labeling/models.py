@@ -28,6 +28,7 @@ class LabelTaskSource(models.TextChoices):
     UNCERTAIN = "uncertain", "The model was uncertain"
     AUDIT = "audit", "Audit sample"
     SHADOW = "shadow", "The shadow model disagreed with the verdict"
+    DRIFT = "drift", "Monitoring: a capture of a drifted window"
     IMPORT = "import", "Imported in bulk"
     MANUAL = "manual", "Decided by a human without a model"
 

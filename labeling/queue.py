@@ -19,6 +19,7 @@ SOURCE_VALUE = {
     "override": 300.0,
     "shadow": 300.0,
     "uncertain": 200.0,
+    "drift": 150.0,  # a window monitoring found changed: what the model may not know yet
     "audit": 100.0,
     "manual": 100.0,
     "import": 0.0,

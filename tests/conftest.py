@@ -101,8 +101,13 @@ class FakePrediction:
     verdict: str
     regions: list = field(default_factory=list)
 
+    embedding: list = field(default_factory=list)
+
     def to_dict(self) -> dict:
         return {"score": self.score, "verdict": self.verdict, "regions": self.regions}
+
+    def embedding_list(self, decimals: int = 4) -> list[float]:
+        return [round(float(v), decimals) for v in self.embedding]
 
 
 class FakePredictor:

@@ -49,6 +49,8 @@ class ImagePrediction:
     heatmap: np.ndarray = field(repr=False)  # float32 (h, w) in [0, 1]
     image_size: tuple[int, int] = (0, 0)  # (width, height)
     latency_ms: float = 0.0
+    # float32 (D,): what the network saw, for drift monitoring (see image_embeddings).
+    embedding: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -56,6 +58,10 @@ class ImagePrediction:
             "verdict": self.verdict,
             "regions": [region.to_dict() for region in self.regions],
         }
+
+    def embedding_list(self, decimals: int = 4) -> list[float]:
+        """The embedding as rounded floats, ready to store as JSON."""
+        return [round(float(value), decimals) for value in self.embedding]
 
     def heatmap_png(self, image: np.ndarray | None = None, *, alpha: float = 0.6) -> bytes:
         """The heatmap in red over the image (or over black), as PNG bytes."""
@@ -76,6 +82,17 @@ class ImagePrediction:
         buffer = io.BytesIO()
         Image.fromarray(blend.clip(0, 255).astype(np.uint8)).save(buffer, format="PNG")
         return buffer.getvalue()
+
+
+def image_embeddings(features: torch.Tensor) -> torch.Tensor:
+    """(N, C, h, w) last feature maps (after ReLU, the head's input) -> (N, C) float32: each
+    channel's mean over the image.
+
+    Not L2-normalised: a darker or flatter scene lowers every channel together, and that
+    magnitude is the lighting change monitoring must see (normalising would keep only the
+    direction). Consumers standardise each dimension on the reference instead.
+    """
+    return features.mean(dim=(2, 3), dtype=torch.float32)
 
 
 def _convex_hull(points: np.ndarray) -> list[tuple[int, int]]:
@@ -149,6 +166,8 @@ class Predictor:
         normalization = metadata.get("normalization")
         self._mean = normalization_mean_255(normalization)
         self._net = fold_for_inference(model, normalization)
+        # The same modules, split at the head, so one pass gives heatmaps and embeddings.
+        self._features, self._head = self._net[:-1], self._net[-1]
         self.top_k = model.config.top_k
         self.stride: int = model.config.stride
         thresholds = metadata.get("thresholds", {})
@@ -173,13 +192,28 @@ class Predictor:
             return "pass"
         return "uncertain"
 
+    @property
+    def reference(self) -> dict[str, Any] | None:
+        """The artifact's reference sample of clean images (see vision.reference), if any."""
+        return self.metadata.get("reference")
+
     @torch.inference_mode()
     def heatmap_logits(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """Same-size images -> (N, h, w) heatmap logits, cropped to the images' own extent."""
+        return self.logits_and_embeddings(images)[0]
+
+    @torch.inference_mode()
+    def logits_and_embeddings(
+        self, images: Sequence[np.ndarray]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Same-size images -> ((N, h, w) heatmap logits, (N, D) embeddings), both over the
+        images' own extent (the stride padding left out)."""
         batch = centred_images_to_tensor(images, mean=self._mean, stride=self.stride)
-        logits = self._net(batch)[:, 0]
+        features = self._features(batch)
         height, width = images[0].shape[:2]
-        return logits[:, : -(-height // self.stride), : -(-width // self.stride)]
+        rows, cols = -(-height // self.stride), -(-width // self.stride)
+        logits = self._head(features)[:, 0, :rows, :cols]
+        return logits, image_embeddings(features[:, :, :rows, :cols])
 
     def predict(self, images: Sequence[np.ndarray]) -> list[ImagePrediction]:
         """Score each (H, W, 3) uint8 RGB image; same-size images run as one batch."""
@@ -193,11 +227,12 @@ class Predictor:
             by_size.setdefault(image.shape, []).append(index)
         for indices in by_size.values():
             started = time.perf_counter()
-            logits = self.heatmap_logits([images[i] for i in indices])
+            logits, embeddings = self.logits_and_embeddings([images[i] for i in indices])
             flat = logits.flatten(1)
             k = min(self.top_k, flat.shape[1])
             scores = torch.sigmoid(flat.topk(k, dim=1).values.mean(dim=1)).tolist()
             heatmaps = torch.sigmoid(logits).numpy()
+            embedding_rows = embeddings.numpy()
             per_image_ms = (time.perf_counter() - started) * 1000 / len(indices)
             for position, index in enumerate(indices):
                 started = time.perf_counter()
@@ -227,5 +262,6 @@ class Predictor:
                     heatmap=heatmap,
                     image_size=(width, height),
                     latency_ms=per_image_ms + (time.perf_counter() - started) * 1000,
+                    embedding=embedding_rows[position].copy(),
                 )
         return [result for result in results if result is not None]

@@ -149,6 +149,7 @@ def _prediction_rows(capture: Capture, outputs: list[tuple[Any, Any, float]]) ->
             score=float(prediction.score),
             verdict=prediction.verdict,
             regions=prediction.to_dict()["regions"],
+            embedding=prediction.embedding_list(),
             latency_ms=round(ms, 3),
         )
         for model, prediction, ms in outputs

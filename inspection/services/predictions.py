@@ -47,6 +47,7 @@ def prediction_record_offline(*, capture_id: Any, role: str) -> Prediction | Non
                 "score": float(prediction.score),
                 "verdict": prediction.verdict,
                 "regions": prediction.to_dict()["regions"],
+                "embedding": prediction.embedding_list(),
                 "latency_ms": round(ms, 3),
             },
         )

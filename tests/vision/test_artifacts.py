@@ -78,3 +78,26 @@ def test_swapped_weights_are_detected(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(ArtifactError, match="no such model file"):
         load_artifact(tmp_path / "absent.pt")
+
+
+def test_metadata_without_a_reference_still_loads(tmp_path):
+    """Artifacts trained before the drift reference existed carry none: they load as before."""
+    path = tmp_path / "old.pt"
+    old_metadata = {"thresholds": {"pass": 0.2, "fail": 0.8}, "train_config": {"seed": 0}}
+    save_artifact(path, ScratchNet(), old_metadata)
+    assert "reference" not in load_artifact(path).metadata
+    assert "reference" not in read_metadata(path)
+
+
+def test_a_reference_survives_the_round_trip(tmp_path):
+    path = tmp_path / "m.pt"
+    reference = {
+        "image_stats": {"brightness": [40.12345, 41.5]},
+        "embeddings": [[0.1234, 0.5], [0.2, 0.0001]],
+        "scores": [0.012345, 0.2],
+        "count": 2,
+        "source": "validation images",
+        "clean_only": True,
+    }
+    save_artifact(path, ScratchNet(), {"reference": reference})
+    assert load_artifact(path).metadata["reference"] == reference

@@ -1,13 +1,14 @@
 import io
+import json
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from vision.artifacts import load_artifact
+from vision.artifacts import load_artifact, save_artifact
 from vision.inference import Predictor, heatmap_regions
-from vision.model import images_to_tensor
+from vision.model import ScratchNet, centred_images_to_tensor, images_to_tensor
 from vision.synth import synth_phone
 
 
@@ -81,3 +82,85 @@ def test_a_failing_phone_always_points_somewhere(tiny_artifact):
     [prediction] = predictor.predict([synth_phone(seed=5, size=(128, 72)).image])
     assert prediction.verdict == "fail"
     assert prediction.regions
+
+
+def _pre_embedding_path(predictor, image):
+    """Score and heatmap as predict computed them before embeddings: the whole folded net at
+    once, cropped to the image, sigmoid of the mean of the top-k cells."""
+    batch = centred_images_to_tensor([image], mean=predictor._mean, stride=predictor.stride)
+    with torch.inference_mode():
+        logits = predictor._net(batch)[:, 0]
+    height, width = image.shape[:2]
+    logits = logits[:, : -(-height // predictor.stride), : -(-width // predictor.stride)]
+    top = logits.flatten(1).topk(min(predictor.top_k, logits[0].numel()), dim=1).values
+    return float(torch.sigmoid(top.mean(dim=1))[0]), torch.sigmoid(logits)[0].numpy(), logits
+
+
+@pytest.mark.parametrize("size", [(128, 72), (100, 61)])  # 100x61 is padded up to the stride
+def test_embeddings_leave_scores_and_heatmaps_as_they_were(tiny_artifact, size):
+    predictor = Predictor.from_artifact(tiny_artifact)
+    image = synth_phone(seed=6, size=size, defect_types=["scratch"]).image
+    score, heatmap, logits = _pre_embedding_path(predictor, image)
+    [prediction] = predictor.predict([image])
+    assert prediction.score == pytest.approx(score, abs=1e-6)
+    np.testing.assert_allclose(prediction.heatmap, heatmap, rtol=0, atol=1e-6)
+    torch.testing.assert_close(predictor.heatmap_logits([image]), logits, rtol=0, atol=1e-6)
+
+
+def test_embedding_is_the_mean_of_each_last_feature_channel(tiny_artifact):
+    loaded = load_artifact(tiny_artifact)
+    predictor = Predictor.from_artifact(tiny_artifact)
+    image = synth_phone(seed=7, size=(128, 72)).image
+    [prediction] = predictor.predict([image])
+    assert prediction.embedding.dtype == np.float32
+    assert prediction.embedding.shape == (loaded.model.config.widths[-1],)  # 32 by default
+    with torch.no_grad():
+        features = loaded.model.features(images_to_tensor([image]))
+    np.testing.assert_allclose(prediction.embedding, features.mean(dim=(2, 3))[0], atol=1e-4)
+
+
+def test_embeddings_are_deterministic_alone_or_in_a_batch(tiny_artifact):
+    predictor = Predictor.from_artifact(tiny_artifact)
+    images = [synth_phone(seed=seed, size=(128, 72)).image for seed in (8, 9)]
+    first = [p.embedding for p in predictor.predict(images)]
+    again = [p.embedding for p in predictor.predict(images)]
+    alone = [predictor.predict([image])[0].embedding for image in images]
+    for a, b, c in zip(first, again, alone, strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, c, atol=1e-5)
+    assert np.abs(first[0] - first[1]).max() > 1e-4  # two phones, two embeddings
+
+
+def test_embedding_list_is_rounded_json_and_to_dict_is_unchanged(tiny_artifact):
+    predictor = Predictor.from_artifact(tiny_artifact)
+    [prediction] = predictor.predict([synth_phone(seed=10, size=(128, 72)).image])
+    values = prediction.embedding_list()
+    assert json.loads(json.dumps(values)) == values
+    assert values == [round(float(v), 4) for v in prediction.embedding]
+    assert prediction.embedding_list(decimals=2) == [round(float(v), 2) for v in values]
+    assert set(prediction.to_dict()) == {"score", "verdict", "regions"}
+
+
+def test_a_darker_scene_moves_the_embeddings(tiny_artifact):
+    """A lighting change on the line must show in the embeddings, far beyond the spread between
+    phones under the same light (standardised on the normal phones, as monitoring does)."""
+    predictor = Predictor.from_artifact(tiny_artifact)
+    phones = [synth_phone(seed=seed, size=(128, 72), defect_types=[]).image for seed in range(12)]
+    darker = [(image * 0.35).astype(np.uint8) for image in phones]
+    normal = np.stack([p.embedding for p in predictor.predict(phones)])
+    dark = np.stack([p.embedding for p in predictor.predict(darker)])
+    centre, spread = normal.mean(axis=0), normal.std(axis=0) + 1e-6
+    normal_z, dark_z = (normal - centre) / spread, (dark - centre) / spread
+    assert np.abs(dark_z.mean(axis=0)).max() > 3.0
+    distance_normal = np.median(np.linalg.norm(normal_z, axis=1))
+    distance_dark = np.median(np.linalg.norm(dark_z, axis=1))
+    assert distance_dark > 2 * distance_normal
+
+
+def test_an_artifact_without_a_reference_serves_with_reference_none(tmp_path):
+    path = tmp_path / "old.pt"
+    save_artifact(path, ScratchNet(), {"thresholds": {"pass": 0.3, "fail": 0.7}})
+    predictor = Predictor.from_artifact(path)
+    assert predictor.reference is None
+    [prediction] = predictor.predict([synth_phone(seed=11, size=(64, 36)).image])
+    assert prediction.embedding.shape == (32,)

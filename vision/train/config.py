@@ -58,6 +58,9 @@ class TrainConfig:
     # Zoom augmentation: each batch is cropped at crop * exp(U(-j, j)) and resized to `crop`,
     # for parts photographed at varying distances or downscaled (0: off).
     scale_jitter: float = 0.0
+    # Clean images whose statistics, embeddings and scores go into the artifact as the drift
+    # monitoring's reference (see vision.reference); 0: none.
+    reference_images: int = 300
     threads: int | None = None
     device: str = "auto"
     max_steps: int | None = None  # hard cap for tests and smoke runs

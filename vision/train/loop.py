@@ -17,7 +17,9 @@ import torch
 
 from vision.artifacts import save_artifact
 from vision.datasets import Item, split_items
+from vision.inference import Predictor
 from vision.model import NORMALIZATION, ScratchNet
+from vision.reference import reference_sample
 from vision.train.calibration import calibrate_thresholds, region_threshold_for, validation_metrics
 from vision.train.config import (
     ProgressCallback,
@@ -68,6 +70,7 @@ def train(
         trainer.model.load_state_dict(fit.best_state)
     val_scores, val_peaks = trainer.scores(val_samples)
     trainer.model.eval()  # scores() leaves the model in training mode
+    model = trainer.model.cpu()
     metadata = _metadata(
         config=config,
         device=device,
@@ -79,9 +82,10 @@ def train(
         val_labels=_labels(val_samples),
         val_scores=val_scores,
         val_peaks=val_peaks,
+        reference=_reference(model, train_items, val_items, config),
     )
     report({"event": "done", "metrics": metadata["metrics"], "thresholds": metadata["thresholds"]})
-    return TrainResult(trainer.model.cpu(), metadata, fit.history, fit.stopped_because)
+    return TrainResult(model, metadata, fit.history, fit.stopped_because)
 
 
 @dataclass(frozen=True)
@@ -261,6 +265,38 @@ def _set_learning_rate(optimizer: torch.optim.Optimizer, peak: float, progress: 
         group["lr"] = rate
 
 
+# Below this many clean validation images the reference is topped up from the training split.
+REFERENCE_MIN_CLEAN = 100
+
+
+def _reference(
+    model: ScratchNet,
+    train_items: Sequence[Item],
+    val_items: Sequence[Item],
+    config: TrainConfig,
+) -> dict[str, Any] | None:
+    """The drift reference: clean validation images (unseen, so their scores are what a line
+    will see), or clean training images when there is no validation split; scored by the
+    serving path itself, so the embeddings and scores match what each capture gets."""
+    if config.reference_images <= 0:
+        return None
+    items, source = (
+        (val_items, "validation images") if val_items else (train_items, "training images")
+    )
+    clean = [item for item in items if item.label == "ok"]
+    if val_items and len(clean) < min(REFERENCE_MIN_CLEAN, config.reference_images):
+        # A small, defect-rich validation split leaves too few clean images for the drift
+        # tests (they need 30 a side): top up with clean training images. Their statistics
+        # and embeddings describe the scene as well; only their scores are optimistic.
+        clean_train = [item for item in train_items if item.label == "ok"]
+        items = clean + clean_train[: config.reference_images - len(clean)]
+        source = "validation and training images"
+    predictor = Predictor(model, {"normalization": NORMALIZATION})
+    return reference_sample(
+        predictor, items, limit=config.reference_images, seed=config.seed, source=source
+    )
+
+
 def _metadata(
     *,
     config: TrainConfig,
@@ -273,8 +309,10 @@ def _metadata(
     val_labels: np.ndarray,
     val_scores: np.ndarray,
     val_peaks: np.ndarray,
+    reference: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """The artifact's metadata: how the model was made, on what, and its calibration."""
+    """The artifact's metadata: how the model was made, on what, its calibration and (unless
+    disabled) the drift reference."""
     thresholds = calibrate_thresholds(
         val_labels,
         val_scores,
@@ -283,7 +321,7 @@ def _metadata(
     )
     metrics = validation_metrics(val_labels, val_scores)
     sizes = sorted({s.image.shape[:2] for s in samples})
-    return {
+    metadata = {
         "created_at": datetime.now(UTC).isoformat(),
         "normalization": NORMALIZATION,
         "stride": config.model.stride,
@@ -309,6 +347,9 @@ def _metadata(
         },
         "device": str(device),
     }
+    if reference is not None:
+        metadata["reference"] = reference
+    return metadata
 
 
 def _training_data(train_items: Sequence[Item], val_items: Sequence[Item]) -> dict[str, Any]:

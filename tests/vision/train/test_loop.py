@@ -1,11 +1,15 @@
 """vision.train.loop: a whole training run, its progress, cancelling, data checks, metadata."""
 
+import dataclasses
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from vision.artifacts import load_artifact
 from vision.datasets import Item
+from vision.inference import Predictor
 from vision.synth import synth_items
 from vision.train import TrainConfig, TrainingCancelled, TrainingDataError, train
 
@@ -83,3 +87,58 @@ def test_zoom_augmentation_trains_and_is_recorded():
     config = TrainConfig(max_steps=4, steps_per_epoch=2, batch_size=4, crop=64, scale_jitter=0.3)
     result = train(synth_items(12, seed=2, size=(128, 72)), config=config)
     assert result.metadata["train_config"]["scale_jitter"] == 0.3
+
+
+def test_metadata_holds_a_reference_of_clean_validation_images(tiny_artifact):
+    metadata = load_artifact(tiny_artifact).metadata
+    reference = metadata["reference"]
+    # A tiny validation split has few clean images: topped up from the training split.
+    assert reference["source"] == "validation and training images"
+    assert reference["clean_only"] is True
+    count = reference["count"]
+    data = metadata["training_data"]
+    assert data["validation_count"] < count <= data["validation_count"] + data["train_count"]
+    assert len(reference["embeddings"]) == len(reference["scores"]) == count
+    assert {len(row) for row in reference["embeddings"]} == {32}
+    assert set(reference["image_stats"]) == {
+        "brightness",
+        "contrast",
+        "sharpness",
+        "r_g",
+        "b_g",
+        "saturation",
+    }
+    assert all(len(values) == count for values in reference["image_stats"].values())
+    assert all(0.0 <= score <= 1.0 for score in reference["scores"])
+    assert metadata["train_config"]["reference_images"] == 300
+
+
+def test_reference_is_the_clean_validation_images_as_served(tiny_items):
+    val_items = synth_items(10, seed=21, size=(128, 72), defect_rate=0.5)
+    clean = [item for item in val_items if item.label == "ok"]
+    assert 2 < len(clean) < len(val_items)
+    config = dataclasses.replace(FAST, reference_images=len(clean))  # no top-up needed
+    result = train(tiny_items, config=config, val_items=val_items)
+    reference = result.metadata["reference"]
+    assert reference["count"] == len(clean) and reference["source"] == "validation images"
+    served = Predictor(result.model, result.metadata).predict([item.image for item in clean])
+    assert reference["embeddings"] == [p.embedding_list() for p in served]
+    assert reference["scores"] == [round(p.score, 6) for p in served]
+
+
+def test_reference_images_caps_or_disables_the_reference(tiny_items):
+    val_items = synth_items(10, seed=21, size=(128, 72), defect_rate=0.5)
+    capped = train(tiny_items, config=replace(FAST, reference_images=2), val_items=val_items)
+    assert capped.metadata["reference"]["count"] == 2
+    disabled = train(tiny_items, config=replace(FAST, reference_images=0), val_items=val_items)
+    assert "reference" not in disabled.metadata
+
+
+def test_a_small_validation_split_is_topped_up_with_clean_training_images(tiny_items):
+    val_items = synth_items(10, seed=21, size=(128, 72), defect_rate=0.5)
+    clean_val = [item for item in val_items if item.label == "ok"]
+    clean_train = [item for item in tiny_items if item.label == "ok"]
+    result = train(tiny_items, config=FAST, val_items=val_items)
+    reference = result.metadata["reference"]
+    assert reference["source"] == "validation and training images"
+    assert reference["count"] == min(len(clean_val) + len(clean_train), 300)

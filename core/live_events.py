@@ -1,0 +1,75 @@
+"""Sending channel-layer events (websocket notifications) without ever failing the request or
+job that sent them: from a background thread with its own event loop (Redis), or in place
+(the in-memory layer of a single process). Events are notifications: the database holds the
+state, so the few lost if a process dies between commit and send are acceptable."""
+
+import asyncio
+import logging
+import queue
+import threading
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+
+async def _send_all(messages: list[tuple[str, dict]]) -> None:
+    layer = get_channel_layer()
+    for group, message in messages:
+        await layer.group_send(group, message)
+
+
+class _BackgroundSender:
+    """Sends events from one thread with its own event loop, so a request never waits on Redis.
+
+    Events are notifications (the database holds the state, and a waiting station re-reads
+    it), so the few lost if a process dies between commit and send are acceptable.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, messages: list[tuple[str, dict]]) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            with self._lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(
+                        target=self._run, name="channel-events", daemon=True
+                    )
+                    self._thread.start()
+        self._queue.put(messages)
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        while True:
+            messages = self._queue.get()
+            try:
+                loop.run_until_complete(_send_all(messages))
+            except Exception:
+                logger.exception("could not send events to %s", [g for g, _ in messages])
+
+
+_background = _BackgroundSender()
+
+
+def events_send(messages: list[tuple[str, dict]]) -> None:
+    """Send (group, message) pairs now."""
+    # A broken channel layer must never fail the request that already committed.
+    if "InMemoryChannelLayer" not in settings.CHANNEL_LAYERS["default"]["BACKEND"]:
+        _background.submit(messages)
+        return
+    # The in-memory layer lives in the server's event loop: deliver there, now.
+    try:
+        async_to_sync(_send_all)(messages)
+    except Exception:
+        logger.exception("could not send events to %s", [group for group, _ in messages])
+
+
+def events_send_on_commit(messages: list[tuple[str, dict]]) -> None:
+    """Send (group, message) pairs once the current transaction commits."""
+    transaction.on_commit(lambda: events_send(messages))

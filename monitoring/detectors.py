@@ -1,0 +1,352 @@
+"""The four signals of a line, computed from plain samples (no database, no Django): the job
+reads bounded windows (monitoring.selectors) and hands them here; the bench and the tests call
+these directly. Each signal answers a status (ok, warning, drifted, insufficient_data), the
+value its chart plots with the reference band around it, a one-line summary and the evidence.
+
+The statistics and their thresholds are in vision.drift_statistics and vision.drift_charts:
+effect sizes guarded by p-values, so that large samples do not turn harmless differences into
+alarms."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vision import drift_charts as charts
+from vision import drift_statistics as stats
+from vision.drift_statistics import Status
+
+FEATURE_WORDS = {
+    "brightness": "brightness",
+    "contrast": "contrast",
+    "sharpness": "sharpness",
+    "r_g": "red/green balance",
+    "b_g": "blue/green balance",
+    "saturation": "saturation",
+}
+
+
+@dataclass(frozen=True)
+class SignalResult:
+    status: str
+    summary: str
+    value: float | None = None  # what the time-series chart plots
+    band: tuple[float, float] | None = None  # the reference band around it
+    sample_size: int = 0
+    evidence: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "status": self.status,
+            "summary": self.summary,
+            "value": _round(self.value),
+            "band": [_round(self.band[0]), _round(self.band[1])] if self.band else None,
+            "sample_size": self.sample_size,
+            **self.evidence,
+        }
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    if value is None or not np.isfinite(value):
+        return None
+    return round(float(value), digits)
+
+
+def _percent(rate: float | None) -> str:
+    return "—" if rate is None else f"{100 * rate:.1f}%"
+
+
+# --- data drift --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataSamples:
+    reference_stats: Mapping[str, Sequence[float]]
+    recent_stats: Mapping[str, Sequence[float]]  # the recent window, oldest first
+    trend_stats: Mapping[str, Sequence[float]]  # the longer window for CUSUM, oldest first
+    reference_embeddings: Sequence[Sequence[float]] = ()
+    recent_embeddings: Sequence[Sequence[float]] = ()
+    reference_kind: str = ""
+
+
+def _common(a: Mapping[str, Sequence[float]], b: Mapping[str, Sequence[float]]) -> list[str]:
+    return sorted(name for name in set(a) & set(b) if len(a[name]) and len(b[name]))
+
+
+def _trend(samples: DataSamples, features: list[str]) -> tuple[Status, dict | None]:
+    """Slow drift: an EWMA chart of each feature's normal scores against its reference
+    distribution (scores through the reference's own ranks, so skewed features chart as
+    honestly as symmetric ones). The status is the chart's *current* point: an EWMA forgets
+    (lambda 0.1: about 20 captures), so the signal clears soon after the line recovers, where a
+    CUSUM would hold its alarm until restarted by hand."""
+    worst: dict | None = None
+    status = Status.OK
+    for name in features:
+        values = samples.trend_stats.get(name) or []
+        if len(values) < stats.MIN_COUNT or len(samples.reference_stats[name]) < stats.MIN_COUNT:
+            continue
+        scores = charts.normal_scores(values, samples.reference_stats[name])
+        result = charts.ewma(scores, mean=0.0, sd=1.0)
+        limit = (result.upper_limit - result.lower_limit) / 2
+        excess = abs(result.statistic) / limit if limit > 0 else 0.0
+        if excess > 1.0:
+            status = Status.DRIFTED
+            if worst is None or excess > worst["excess"]:
+                worst = {
+                    "feature": name,
+                    "side": "up" if result.statistic > 0 else "down",
+                    "ewma_sd": _round(result.statistic, 2),
+                    "limit_sd": _round(limit, 2),
+                    "excess": _round(excess, 2),
+                    "captures": result.count,
+                }
+    return status, worst
+
+
+def data_drift(samples: DataSamples) -> SignalResult:
+    features = _common(samples.reference_stats, samples.recent_stats)
+    recent_count = max((len(samples.recent_stats[n]) for n in features), default=0)
+    if not features:
+        return SignalResult(Status.INSUFFICIENT_DATA, "No reference or no recent captures yet.")
+    window = stats.multi_feature_shift(
+        {n: samples.reference_stats[n] for n in features},
+        {n: samples.recent_stats[n] for n in features},
+    )
+    trend_status, trend = _trend(samples, features)
+    embedding = None
+    if len(samples.reference_embeddings) and len(samples.recent_embeddings):
+        embedding = stats.embedding_shift(
+            np.asarray(samples.reference_embeddings, dtype=np.float64),
+            np.asarray(samples.recent_embeddings, dtype=np.float64),
+        )
+    statuses = [window.status, trend_status] + ([embedding.status] if embedding else [])
+    if window.status == Status.INSUFFICIENT_DATA:
+        status = Status.INSUFFICIENT_DATA
+    else:
+        status = stats.worst_status([s for s in statuses if s != Status.INSUFFICIENT_DATA])
+    severities = [shift.severity for shift in window.features.values()]
+    if embedding and embedding.auc is not None:
+        severities.append((embedding.auc - 0.5) / (stats.DRIFT_AUC - 0.5))
+    value = max(severities, default=None)
+    summary = _data_summary(status, window, trend, embedding)
+    evidence = {
+        "reference": {"kind": samples.reference_kind, "count": _reference_count(samples)},
+        "most_moved": window.most_moved,
+        "features": {
+            name: {
+                "status": shift.status.value,
+                "reference_median": _round(shift.reference_median),
+                "recent_median": _round(shift.recent_median),
+                "shift_sd": _round(shift.shift, 2),
+                "ks": _round(shift.ks_statistic, 3),
+                "pvalue": shift.ks_pvalue,
+            }
+            for name, shift in window.features.items()
+        },
+        "trend": trend,
+        "embedding": embedding.to_dict() if embedding else None,
+    }
+    # Severity 1 is a drift threshold; the band is the calm zone below the warning level.
+    band = (0.0, stats.WARN_SHIFT.ks / stats.DRIFT_SHIFT.ks)
+    return SignalResult(status, summary, value, band, recent_count, evidence)
+
+
+def _reference_count(samples: DataSamples) -> int:
+    return max((len(v) for v in samples.reference_stats.values()), default=0)
+
+
+def _data_summary(status, window, trend, embedding) -> str:
+    if status == Status.INSUFFICIENT_DATA:
+        return "Not enough captures to compare with the reference yet."
+    parts = []
+    if window.most_moved and window.features[window.most_moved].status != Status.OK:
+        shift = window.features[window.most_moved]
+        word = FEATURE_WORDS.get(window.most_moved, window.most_moved)
+        direction = "up" if (shift.shift or 0) > 0 else "down"
+        levels = f"{shift.reference_median:.3g} → {shift.recent_median:.3g}"
+        parts.append(
+            f"{word} {direction} {abs(shift.shift or 0):.1f} SD ({levels}, "
+            f"KS {shift.ks_statistic:.2f})"
+        )
+    if trend:
+        word = FEATURE_WORDS.get(trend["feature"], trend["feature"])
+        parts.append(f"{word} trending {trend['side']} (EWMA {trend['ewma_sd']:+.2f} SD, "
+                     f"limit {trend['limit_sd']:.2f})")  # fmt: skip
+    if embedding and embedding.status not in (Status.OK, Status.INSUFFICIENT_DATA):
+        auc = f"{embedding.auc:.2f}"
+        parts.append(f"the model sees different images (domain classifier AUC {auc})")
+    if not parts:
+        return "Images look like the reference."
+    return "; ".join(parts)[:1].upper() + "; ".join(parts)[1:] + "."
+
+
+# --- prediction drift --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PredictionSamples:
+    baseline_scores: Sequence[float]  # the model's first window on the line
+    recent_scores: Sequence[float]
+    baseline_deferred: int = 0
+    recent_deferred: int = 0
+    baseline_failed: int = 0
+    recent_failed: int = 0
+
+
+def prediction_drift(samples: PredictionSamples) -> SignalResult:
+    base_n, recent_n = len(samples.baseline_scores), len(samples.recent_scores)
+    if base_n < stats.MIN_COUNT or recent_n < stats.MIN_COUNT:
+        return SignalResult(
+            Status.INSUFFICIENT_DATA,
+            f"Not enough scored captures yet ({recent_n} recent, {base_n} in the model's first "
+            "window).",
+            sample_size=recent_n,
+        )
+    scores = stats.feature_shift(samples.baseline_scores, samples.recent_scores)
+    deferred = stats.proportion_shift(
+        samples.baseline_deferred, base_n, samples.recent_deferred, recent_n, direction="both"
+    )
+    failed = stats.proportion_shift(
+        samples.baseline_failed, base_n, samples.recent_failed, recent_n, direction="both"
+    )
+    status = stats.worst_status([scores.status, deferred.status, failed.status])
+    parts = []
+    if scores.status != Status.OK:
+        parts.append(f"scores moved (KS {scores.ks_statistic:.2f}, median "
+                     f"{scores.reference_median:.3f} → {scores.recent_median:.3f})")  # fmt: skip
+    if deferred.status != Status.OK:
+        parts.append(f"deferred to humans {_percent(deferred.reference_rate)} → "
+                     f"{_percent(deferred.recent_rate)}")  # fmt: skip
+    if failed.status != Status.OK:
+        parts.append(f"failed {_percent(failed.reference_rate)} → {_percent(failed.recent_rate)}")
+    summary = "; ".join(parts) or "Scores, deferrals and fails as in the model's first window"
+    reference_rate = deferred.reference_rate
+    band_half = stats.WARN_RATE.change
+    return SignalResult(
+        status,
+        summary[:1].upper() + summary[1:] + ".",
+        deferred.recent_rate,
+        (max(0.0, reference_rate - band_half), min(1.0, reference_rate + band_half)),
+        recent_n,
+        {
+            "scores": scores.to_dict(),
+            "deferral": deferred.to_dict(),
+            "fail_share": failed.to_dict(),
+        },
+    )
+
+
+# --- concept drift -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConceptSamples:
+    baseline_overrides: int  # in the model's first judged decisions on the line
+    baseline_judged: int
+    recent_overrides: int
+    recent_judged: int
+    audit_only: bool = False  # `full`: the audit sample is the only ground truth
+
+
+def concept_drift(samples: ConceptSamples) -> SignalResult:
+    source = "audit samples" if samples.audit_only else "judged decisions"
+    if samples.baseline_judged < stats.MIN_COUNT or samples.recent_judged < stats.MIN_COUNT:
+        return SignalResult(
+            Status.INSUFFICIENT_DATA,
+            f"Not enough {source} yet ({samples.recent_judged} recent, "
+            f"{samples.baseline_judged} in the model's first window; {stats.MIN_COUNT} needed).",
+            sample_size=samples.recent_judged,
+            evidence={"source": source},
+        )
+    result = stats.proportion_shift(
+        samples.baseline_overrides,
+        samples.baseline_judged,
+        samples.recent_overrides,
+        samples.recent_judged,
+        direction="up",
+    )
+    evidence = {"overrides": result.to_dict(), "source": source}
+    if result.status == Status.INSUFFICIENT_DATA:
+        return SignalResult(
+            Status.INSUFFICIENT_DATA,
+            f"Not enough {source} yet ({samples.recent_judged} recent, "
+            f"{samples.baseline_judged} in the model's first window).",
+            result.recent_rate,
+            sample_size=samples.recent_judged,
+            evidence=evidence,
+        )
+    rate_text = (
+        f"inspectors overrode the model on {_percent(result.recent_rate)} of the last "
+        f"{samples.recent_judged} {source} (first window: {_percent(result.reference_rate)} of "
+        f"{samples.baseline_judged})"
+    )
+    summary = rate_text[:1].upper() + rate_text[1:] + "."
+    high = result.reference_rate + stats.WARN_RATE.change
+    return SignalResult(
+        result.status, summary, result.recent_rate, (0.0, high), samples.recent_judged, evidence
+    )
+
+
+# --- yield -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class YieldSamples:
+    hours: Sequence[str]  # ISO start of each hour, oldest first
+    defects: Sequence[int]  # failed captures per hour
+    totals: Sequence[int]  # decided captures per hour
+    baseline_rate: float | None = None  # the model's first window's fail rate, if known
+    defect_types: Mapping[str, int] = field(default_factory=dict)  # inspectors' labels
+    throughput_per_hour: float | None = None
+    queue_seconds_median: float | None = None
+
+
+def yield_signal(samples: YieldSamples) -> SignalResult:
+    total = int(sum(samples.totals))
+    pareto = charts.pareto(dict(samples.defect_types)).to_dict() if samples.defect_types else None
+    extra = {
+        "pareto": pareto,
+        "throughput_per_hour": _round(samples.throughput_per_hour, 1),
+        "queue_seconds_median": _round(samples.queue_seconds_median, 1),
+    }
+    if total < stats.MIN_COUNT or len(samples.totals) < 1:
+        return SignalResult(
+            Status.INSUFFICIENT_DATA,
+            f"Not enough decided captures for a p-chart yet ({total}).",
+            sample_size=total,
+            evidence=extra,
+        )
+    chart = charts.p_chart(samples.defects, samples.totals, center=samples.baseline_rate)
+    last = next((p for p in reversed(chart.periods) if p.total), None)
+    periods = [
+        {"hour": hour, **period.to_dict()}
+        for hour, period in zip(samples.hours, chart.periods, strict=True)
+    ]
+    if chart.status == Status.INSUFFICIENT_DATA:
+        summary = "Too few hours for control limits yet."
+    elif chart.beyond_limits:
+        hour = samples.hours[chart.beyond_limits[-1]]
+        summary = f"Defect rate out of control in the hour of {hour[11:16]}"
+    elif chart.runs:
+        summary = "Defect rate on one side of the centre for a run of hours"
+    else:
+        summary = "Defect rate in control"
+    summary += f" (centre {_percent(chart.center)})."
+    band = (last.lower_limit or 0.0, last.upper_limit or 1.0) if last else None
+    return SignalResult(
+        chart.status.value,
+        summary,
+        last.rate if last else None,
+        band,
+        total,
+        {
+            "p_chart": {
+                "center": _round(chart.center),
+                "center_from": chart.center_from,
+                "periods": periods,
+            },
+            **extra,
+        },  # fmt: skip
+    )

@@ -1,0 +1,273 @@
+"""Bounded reads for monitoring: a line's newest captures and judged decisions, the model's
+first window on the line, hourly yield; never a scan of all captures (each query is limited
+by count or by a time range on an index)."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Count, Q, QuerySet
+from django.db.models.functions import TruncHour
+
+from core.models import LineSettingsChange, ProductionLine
+from inspection.models import HUMAN_JUDGED, Capture, Decision, DecisionStatus
+from models_registry.models import Deployment, RolloutEvent
+from monitoring.models import (
+    Alert,
+    LineMonitorState,
+    MonitoringAction,
+    MonitoringRules,
+    MonitoringRulesChange,
+    Reference,
+    SignalEvaluation,
+    WebhookDelivery,
+)
+
+STAT_FEATURES = ("brightness", "contrast", "sharpness", "r_g", "b_g", "saturation")
+
+
+@dataclass(frozen=True)
+class CaptureRow:
+    id: Any
+    received_at: datetime
+    image_stats: dict
+    score: float | None
+    embedding: list
+    model_version_id: int | None
+    model_verdict: str
+    status: str
+    verdict: str
+
+
+_CAPTURE_FIELDS = (
+    "id",
+    "received_at",
+    "image_stats",
+    "decision__acting_prediction__score",
+    "decision__acting_prediction__embedding",
+    "decision__acting_prediction__model_version_id",
+    "decision__model_verdict",
+    "decision__status",
+    "decision__verdict",
+)
+
+
+def _rows(queryset: QuerySet[Capture]) -> list[CaptureRow]:
+    return [
+        CaptureRow(
+            cid, at, stats or {}, score, emb or [], mv, mverdict or "", status or "", v or ""
+        )
+        for cid, at, stats, score, emb, mv, mverdict, status, v in queryset.values_list(
+            *_CAPTURE_FIELDS
+        )
+    ]
+
+
+def recent_captures(*, line: ProductionLine, limit: int) -> list[CaptureRow]:
+    """The line's newest `limit` captures, oldest first."""
+    rows = _rows(Capture.objects.filter(line=line).order_by("-received_at")[:limit])
+    return rows[::-1]
+
+
+def captures_between(
+    *, line: ProductionLine, since: datetime, until: datetime | None = None, limit: int = 2000
+) -> list[CaptureRow]:
+    """The first `limit` captures of the line from `since` (to `until`), oldest first."""
+    queryset = Capture.objects.filter(line=line, received_at__gte=since)
+    if until is not None:
+        queryset = queryset.filter(received_at__lt=until)
+    return _rows(queryset.order_by("received_at")[:limit])
+
+
+def production_deployment(*, line: ProductionLine) -> Deployment | None:
+    return (
+        Deployment.objects.filter(line=line, role="production")
+        .select_related("model_version")
+        .first()
+    )
+
+
+def baseline_captures(
+    *, line: ProductionLine, deployment: Deployment, limit: int
+) -> list[CaptureRow]:
+    """The production model's first `limit` captures on the line, where it acted."""
+    queryset = Capture.objects.filter(
+        line=line,
+        received_at__gte=deployment.deployed_at,
+        decision__acting_prediction__model_version_id=deployment.model_version_id,
+    )
+    return _rows(queryset.order_by("received_at")[:limit])
+
+
+def _judged(line: ProductionLine, model_version_id: int) -> QuerySet[Decision]:
+    return Decision.objects.filter(
+        HUMAN_JUDGED,
+        capture__line=line,
+        overrode_model__isnull=False,
+        acting_prediction__model_version_id=model_version_id,
+    )
+
+
+def judged_overrides(*, line: ProductionLine, deployment: Deployment, limit: int) -> dict:
+    """Overrides among the newest and among the first `limit` judged decisions on the line's
+    production model since it went into production."""
+    judged = _judged(line, deployment.model_version_id).filter(
+        decided_at__gte=deployment.deployed_at
+    )
+    recent = list(judged.order_by("-decided_at").values_list("overrode_model", flat=True)[:limit])
+    first = list(judged.order_by("decided_at").values_list("overrode_model", flat=True)[:limit])
+    return {
+        "recent_overrides": sum(1 for o in recent if o),
+        "recent_judged": len(recent),
+        "baseline_overrides": sum(1 for o in first if o),
+        "baseline_judged": len(first),
+    }
+
+
+def hourly_yield(*, line: ProductionLine, now: datetime, hours: int = 24) -> list[dict]:
+    """Decided captures and failed ones per hour over the last `hours` hours, oldest first."""
+    start = (now - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
+    rows = (
+        Decision.objects.filter(
+            capture__line=line,
+            capture__received_at__gte=start,
+            status=DecisionStatus.DECIDED,
+        )
+        .annotate(hour=TruncHour("capture__received_at"))
+        .values("hour")
+        .annotate(total=Count("pk"), defects=Count("pk", filter=Q(verdict="fail")))
+    )
+    by_hour = {row["hour"]: row for row in rows}
+    out = []
+    for index in range(hours):
+        hour = start + timedelta(hours=index)
+        row = by_hour.get(hour, {})
+        out.append(
+            {
+                "hour": hour.isoformat(),
+                "total": row.get("total", 0),
+                "defects": row.get("defects", 0),
+            }
+        )
+    return out
+
+
+def defect_types(*, line: ProductionLine, since: datetime, limit: int = 2000) -> dict[str, int]:
+    """What inspectors marked on the phones they failed (their regions' defect types)."""
+    counts: dict[str, int] = {}
+    rows = (
+        Decision.objects.filter(
+            capture__line=line, decided_by="human", verdict="fail", decided_at__gte=since
+        )
+        .order_by("-decided_at")
+        .values_list("regions", flat=True)[:limit]
+    )
+    for regions in rows:
+        kinds = {
+            r.get("defect_type") or "unspecified" for r in regions or [] if isinstance(r, dict)
+        }
+        for kind in kinds or {"unspecified"}:
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+def throughput_and_queue_time(*, line: ProductionLine, now: datetime) -> tuple[int, float | None]:
+    """Captures in the last hour, and the median seconds a human-decided one waited."""
+    since = now - timedelta(hours=1)
+    count = Capture.objects.filter(line=line, received_at__gte=since).count()
+    waits = (
+        Decision.objects.filter(capture__line=line, decided_by="human", decided_at__gte=since)
+        .order_by("-decided_at")
+        .values_list("decided_at", "capture__received_at")[:1000]
+    )
+    seconds = [(decided - received).total_seconds() for decided, received in waits]
+    return count, (statistics.median(seconds) if seconds else None)
+
+
+def newest_activity(*, line: ProductionLine) -> datetime | None:
+    """The newest capture's arrival or decision's time on the line: what a run has seen."""
+    capture = (
+        Capture.objects.filter(line=line)
+        .order_by("-received_at")
+        .values_list("received_at", flat=True)
+        .first()
+    )
+    decision = (
+        Decision.objects.filter(capture__line=line, decided_at__isnull=False)
+        .order_by("-decided_at")
+        .values_list("decided_at", flat=True)
+        .first()
+    )
+    audited = (
+        Decision.objects.filter(capture__line=line, audited_at__isnull=False)
+        .order_by("-audited_at")
+        .values_list("audited_at", flat=True)
+        .first()
+    )
+    times = [t for t in (capture, decision, audited) if t is not None]
+    return max(times) if times else None
+
+
+def active_reference(*, line: ProductionLine) -> Reference | None:
+    return Reference.objects.filter(line=line, is_active=True).first()
+
+
+def line_rules(*, line: ProductionLine) -> MonitoringRules:
+    rules = MonitoringRules.objects.filter(line=line).first()
+    return rules or MonitoringRules(line=line)
+
+
+def line_state(*, line: ProductionLine) -> LineMonitorState | None:
+    return LineMonitorState.objects.filter(line=line).first()
+
+
+def signal_history(
+    *, line: ProductionLine, signal: str, since: datetime, limit: int = 720
+) -> list[SignalEvaluation]:
+    """A signal's evaluations since `since`, oldest first (at most `limit`, the newest)."""
+    rows = SignalEvaluation.objects.filter(
+        line=line, signal=signal, evaluated_at__gte=since
+    ).order_by("-evaluated_at")[:limit]
+    return list(rows)[::-1]
+
+
+def alerts(*, line: ProductionLine | None = None, is_open: bool | None = None) -> QuerySet[Alert]:
+    queryset = Alert.objects.select_related("line")
+    if line is not None:
+        queryset = queryset.filter(line=line)
+    if is_open is not None:
+        queryset = queryset.filter(is_open=is_open)
+    return queryset
+
+
+def deliveries(*, line: ProductionLine, limit: int = 50) -> QuerySet[WebhookDelivery]:
+    return WebhookDelivery.objects.filter(alert__line=line).select_related("alert")[:limit]
+
+
+def rules_changes(*, line: ProductionLine, limit: int = 30) -> QuerySet[MonitoringRulesChange]:
+    return MonitoringRulesChange.objects.filter(line=line).select_related("changed_by")[:limit]
+
+
+def recent_capture_ids(*, line: ProductionLine, limit: int = 8) -> list[Any]:
+    return list(
+        Capture.objects.filter(line=line)
+        .order_by("-received_at")
+        .values_list("id", flat=True)[:limit]
+    )
+
+
+def rollout_events(*, line: ProductionLine, since: datetime) -> QuerySet[RolloutEvent]:
+    return RolloutEvent.objects.filter(line=line, created_at__gte=since).select_related(
+        "model_version"
+    )[:200]
+
+
+def line_settings_changes(*, line: ProductionLine, since: datetime) -> QuerySet[LineSettingsChange]:
+    return LineSettingsChange.objects.filter(line=line, changed_at__gte=since)[:200]
+
+
+def actions(*, line: ProductionLine, limit: int = 20) -> QuerySet[MonitoringAction]:
+    return MonitoringAction.objects.filter(line=line).select_related("user")[:limit]

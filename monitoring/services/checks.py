@@ -1,0 +1,241 @@
+"""The monitoring job: every line's four signals from bounded windows, stored as a point of
+each signal's time series, and each alert stepped through its hysteresis.
+
+Idempotent: a run that finds nothing new on a line since the last one (no capture, no decision)
+stores nothing and steps no alert, so beat running twice, or the command beside beat, counts
+one window once. The statistics are computed outside any transaction; the short write at the
+end locks the line's state row and gives up when another run already wrote this window.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from core.models import AutomationLevel, ProductionLine
+from monitoring import detectors, selectors
+from monitoring.models import LineMonitorState, Signal, SignalEvaluation
+from monitoring.selectors import STAT_FEATURES, CaptureRow
+from monitoring.services import alerts
+from monitoring.services.references import reference_for_line
+
+logger = logging.getLogger(__name__)
+
+
+def _stats(rows: list[CaptureRow]) -> dict[str, list[float]]:
+    return {
+        name: [float(r.image_stats[name]) for r in rows if name in r.image_stats]
+        for name in STAT_FEATURES
+    }
+
+
+def _data_samples(line: ProductionLine, rules: Any, reference: Any, trend: list[CaptureRow]):
+    recent = trend[-rules.data_window :]
+    embeddings = []
+    if reference is not None and reference.embeddings:
+        embeddings = [
+            r.embedding
+            for r in recent
+            if r.embedding and r.model_version_id == reference.model_version_id
+        ]
+    return detectors.DataSamples(
+        reference_stats=reference.image_stats if reference else {},
+        recent_stats=_stats(recent),
+        trend_stats=_stats(trend),
+        reference_embeddings=reference.embeddings if embeddings else (),
+        recent_embeddings=embeddings,
+        reference_kind=reference.kind if reference else "",
+    )
+
+
+def _prediction_samples(recent: list[CaptureRow], baseline: list[CaptureRow], model_version_id):
+    recent = [r for r in recent if r.score is not None and r.model_version_id == model_version_id]
+    return detectors.PredictionSamples(
+        baseline_scores=[r.score for r in baseline if r.score is not None],
+        recent_scores=[r.score for r in recent],
+        baseline_deferred=sum(1 for r in baseline if r.model_verdict == "uncertain"),
+        recent_deferred=sum(1 for r in recent if r.model_verdict == "uncertain"),
+        baseline_failed=sum(1 for r in baseline if r.model_verdict == "fail"),
+        recent_failed=sum(1 for r in recent if r.model_verdict == "fail"),
+    )
+
+
+def _yield_samples(line: ProductionLine, baseline: list[CaptureRow], now: datetime):
+    # The last 24 hours of the line's production (up to its newest capture when it stopped).
+    newest = selectors.newest_activity(line=line)
+    now = min(now, newest) if newest else now
+    hours = selectors.hourly_yield(line=line, now=now)
+    decided = [r for r in baseline if r.status == "decided"]
+    baseline_rate = (
+        sum(1 for r in decided if r.verdict == "fail") / len(decided)
+        if len(decided) >= 100
+        else None
+    )
+    throughput, queue = selectors.throughput_and_queue_time(line=line, now=now)
+    return detectors.YieldSamples(
+        hours=[h["hour"] for h in hours],
+        defects=[h["defects"] for h in hours],
+        totals=[h["total"] for h in hours],
+        baseline_rate=baseline_rate,
+        defect_types=selectors.defect_types(line=line, since=now - timedelta(hours=24)),
+        throughput_per_hour=float(throughput),
+        queue_seconds_median=queue,
+    )
+
+
+def _evaluate(
+    line: ProductionLine, now: datetime, *, persist: bool = True
+) -> tuple[dict[str, detectors.SignalResult], dict]:
+    rules = selectors.line_rules(line=line)
+    reference = reference_for_line(line=line, size=rules.reference_size, persist=persist)
+    deployment = selectors.production_deployment(line=line)
+    trend = selectors.recent_captures(line=line, limit=max(rules.trend_window, rules.data_window))
+    recent = trend[-rules.data_window :]
+    baseline = (
+        selectors.baseline_captures(line=line, deployment=deployment, limit=rules.reference_size)
+        if deployment
+        else []
+    )
+    model_version_id = deployment.model_version_id if deployment else None
+    results = {
+        Signal.DATA_DRIFT: detectors.data_drift(_data_samples(line, rules, reference, trend))
+    }
+    results[Signal.PREDICTION_DRIFT] = detectors.prediction_drift(
+        _prediction_samples(recent, baseline, model_version_id)
+    )
+    if deployment is not None:
+        counts = selectors.judged_overrides(
+            line=line, deployment=deployment, limit=rules.decision_window
+        )
+        concept = detectors.ConceptSamples(
+            **counts, audit_only=line.automation_level == AutomationLevel.FULL
+        )
+    else:
+        concept = detectors.ConceptSamples(0, 0, 0, 0)
+    results[Signal.CONCEPT_DRIFT] = detectors.concept_drift(concept)
+    results[Signal.YIELD] = detectors.yield_signal(_yield_samples(line, baseline, now))
+    context = {
+        "model_version": (
+            {
+                "id": model_version_id,
+                "label": f"{deployment.model_version.name} v{deployment.model_version.version}",
+                "deployed_at": deployment.deployed_at.isoformat(),
+            }
+            if deployment
+            else None
+        ),  # fmt: skip
+        "reference": _reference_summary(reference),
+    }
+    return results, context
+
+
+def _reference_summary(reference: Any) -> dict | None:
+    if reference is None:
+        return None
+    return {
+        "id": reference.pk,
+        "kind": reference.kind,
+        "description": reference.description,
+        "count": reference.count,
+        "window_start": reference.window_start.isoformat() if reference.window_start else None,
+        "window_end": reference.window_end.isoformat() if reference.window_end else None,
+        "capture_ids": reference.capture_ids,
+    }
+
+
+def _report(line: ProductionLine, now: datetime, through: Any, *, persist: bool):
+    results, context = _evaluate(line, now, persist=persist)
+    report = {
+        "line": line.code,
+        "automation_level": line.automation_level,
+        "evaluated_at": now.isoformat(),
+        "through": through.isoformat() if through else None,
+        **context,
+        "signals": {str(name): result.to_dict() for name, result in results.items()},
+    }
+    return results, report
+
+
+def line_check(*, line: ProductionLine, now: datetime | None = None, force: bool = False) -> dict:
+    """Evaluate one line now (when something new arrived, or with `force`), store the
+    evaluation, step the alerts, and return its report:
+    {"signals": {name: {status, summary, value, band, ...}}, "alerts": [...], ...}."""
+    now = now or timezone.now()
+    state = selectors.line_state(line=line)
+    through = selectors.newest_activity(line=line)
+    if state is not None and state.last_report and state.through == through and not force:
+        return _with_alerts(state.last_report, line)
+    results, report = _report(line, now, through, persist=True)
+    _store(line, now, through, results, report, force=force)
+    return _with_alerts(report, line)
+
+
+def line_report(*, line: ProductionLine, now: datetime | None = None) -> dict:
+    """The same report without writing anything (for reads): the stored one when nothing
+    arrived since the last run, else computed now and not stored."""
+    now = now or timezone.now()
+    state = selectors.line_state(line=line)
+    through = selectors.newest_activity(line=line)
+    if state is not None and state.last_report and state.through == through:
+        return _with_alerts(state.last_report, line)
+    _, report = _report(line, now, through, persist=False)
+    return _with_alerts(report, line)
+
+
+@transaction.atomic
+def _store(line, now, through, results, report, *, force: bool) -> None:
+    state, _ = LineMonitorState.objects.select_for_update().get_or_create(line=line)
+    if state.through == through and state.last_report and not force:
+        return  # another run stored this window meanwhile
+    SignalEvaluation.objects.bulk_create(
+        SignalEvaluation(
+            line=line,
+            signal=name,
+            status=result.status,
+            evaluated_at=now,
+            through=through,
+            value=result.to_dict()["value"],
+            band_low=result.band[0] if result.band else None,
+            band_high=result.band[1] if result.band else None,
+            sample_size=result.sample_size,
+            summary=result.summary[:300],
+            evidence=result.to_dict(),
+        )
+        for name, result in results.items()
+    )
+    rules = selectors.line_rules(line=line)
+    states = dict(state.alert_states or {})
+    for name, result in results.items():
+        states[str(name)] = alerts.alert_advance(
+            line=line, signal=str(name), result=result, previous=states.get(str(name)),
+            rules=rules, now=now,
+        )  # fmt: skip
+    state.alert_states = states
+    state.through = through
+    state.evaluated_at = now
+    state.last_report = report
+    state.save()
+
+
+def _with_alerts(report: dict, line: ProductionLine) -> dict:
+    open_alerts = selectors.alerts(line=line, is_open=True)
+    return {**report, "alerts": [alerts.alert_payload(a) for a in open_alerts]}
+
+
+def lines_check(*, line_code: str | None = None, force: bool = False) -> dict:
+    """Every line (or one), as `monitoring_check --json` prints and the beat job runs."""
+    lines = ProductionLine.objects.all()
+    if line_code:
+        lines = lines.filter(code=line_code)
+    reports = {}
+    for line in lines:
+        try:
+            reports[line.code] = line_check(line=line, force=force)
+        except Exception:  # one line's failure must not stop the others' monitoring
+            logger.exception("monitoring of line %s failed", line.code)
+            reports[line.code] = {"line": line.code, "error": "monitoring failed; see the logs"}
+    return {"lines": reports}
