@@ -12,7 +12,7 @@ from django.db import transaction
 from core.errors import ApplicationError
 from core.models import ProductionLine
 from monitoring import selectors
-from monitoring.models import MonitoringAction, Reference, ReferenceKind
+from monitoring.models import LineMonitorState, MonitoringAction, Reference, ReferenceKind
 from monitoring.selectors import STAT_FEATURES, CaptureRow
 
 THUMBNAILS = 8
@@ -155,6 +155,8 @@ def reference_pin(
             description=f"{len(rows)} captures pinned as normal",
             created_by=user if getattr(user, "pk", None) else None,
         )
+        # The stored report used the old setting: the next read or run computes anew.
+        LineMonitorState.objects.filter(line=line).update(through=None)
         MonitoringAction.objects.create(
             line=line,
             kind=MonitoringAction.Kind.PIN_REFERENCE,

@@ -11,7 +11,7 @@ from django.db import transaction
 
 from core.errors import ApplicationError
 from core.models import ProductionLine
-from monitoring.models import MonitoringRules, MonitoringRulesChange, Signal
+from monitoring.models import LineMonitorState, MonitoringRules, MonitoringRulesChange, Signal
 
 RANGES = {
     "data_window": (30, 5000),
@@ -89,6 +89,8 @@ def rules_update(*, line: ProductionLine, user: Any, **changes: Any) -> Monitori
             setattr(rules, name, value)
     if diff:
         rules.save()
+        # The stored report used the old setting: the next read or run computes anew.
+        LineMonitorState.objects.filter(line=line).update(through=None)
         MonitoringRulesChange.objects.create(
             line=line, changed_by=user if getattr(user, "pk", None) else None, changes=diff
         )

@@ -52,6 +52,7 @@ class SimulatedLine:
         judged_share: float = 0.5,
         fail_rate: float = 0.1,
         seconds_apart: float = 1.0,
+        image: str = "captures/none.jpg",
     ) -> None:
         captures, predictions, decisions = [], [], []
         for _ in range(count):
@@ -63,7 +64,7 @@ class SimulatedLine:
             stats["brightness"] = round(stats["brightness"] * brightness_factor, 5)
             capture = Capture(
                 line=self.line, station=self.station, idempotency_key=str(self.rng.random()),
-                image="captures/none.jpg", image_sha256="0" * 64, image_bytes=1, image_format="jpg",
+                image=image, image_sha256="0" * 64, image_bytes=1, image_format="jpg",
                 width=64, height=48, image_stats=stats, received_at=self.clock,
             )  # fmt: skip
             failing = self.rng.random() < fail_rate
