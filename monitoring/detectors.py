@@ -63,23 +63,84 @@ def _percent(rate: float | None) -> str:
 
 @dataclass(frozen=True)
 class DataSamples:
+    """Two references answer two questions. `reference_*` is what this line looked like when
+    it was normal (its production model's first captures on it, or captures a supervisor
+    pinned): has the line changed? Every test runs against it. `training_stats` is what the
+    model was trained on: are the line's images still within it? A line legitimately sees a
+    narrower slice of the training conditions (one lamp, one phone colour), so against the
+    training data only a rise in captures outside its range counts, not a different spread."""
+
     reference_stats: Mapping[str, Sequence[float]]
     recent_stats: Mapping[str, Sequence[float]]  # the recent window, oldest first
-    trend_stats: Mapping[str, Sequence[float]]  # the longer window for CUSUM, oldest first
+    trend_stats: Mapping[str, Sequence[float]]  # the longer window for the EWMA, oldest first
     reference_embeddings: Sequence[Sequence[float]] = ()
     recent_embeddings: Sequence[Sequence[float]] = ()
     reference_kind: str = ""
+    training_stats: Mapping[str, Sequence[float]] = field(default_factory=dict)
+    # The recent window compared with the training range (all of it: the range test does not
+    # need to avoid the first captures).
+    training_recent_stats: Mapping[str, Sequence[float]] = field(default_factory=dict)
+
+
+# Against the training data: the share of recent captures outside the training images' central
+# 98% range, per feature (2% expected), must rise clearly before it counts.
+COVERAGE_QUANTILES = (0.01, 0.99)
+COVERAGE_EXPECTED = 0.02
+COVERAGE_WARN = charts.RateThresholds(change=0.06, ratio=3.0)
+COVERAGE_DRIFT = charts.RateThresholds(change=0.13, ratio=6.0)
+
+
+def coverage(
+    training: Mapping[str, Sequence[float]], recent: Mapping[str, Sequence[float]]
+) -> tuple[Status, dict]:
+    """Which features left the training images' range, by how many recent captures."""
+    features = _common(training, recent)
+    results = {}
+    for name in features:
+        reference = np.asarray(training[name], dtype=np.float64)
+        values = np.asarray(recent[name], dtype=np.float64)
+        if reference.size < stats.MIN_COUNT:
+            continue
+        low, high = np.quantile(reference, COVERAGE_QUANTILES)
+        outside = int(np.sum((values < low) | (values > high)))
+        results[name] = charts.proportion_shift(
+            round(COVERAGE_EXPECTED * 1000), 1000, outside, int(values.size),
+            fixed_reference=True, warn=COVERAGE_WARN, drift=COVERAGE_DRIFT,
+            alpha=stats.ALPHA / max(len(features), 1),
+        )  # fmt: skip
+    if not results:
+        return Status.INSUFFICIENT_DATA, {}
+    status = stats.worst_status([r.status for r in results.values()])
+    worst = max(results, key=lambda n: results[n].recent_rate or 0.0)
+    return status, {
+        "status": status.value,
+        "most_outside": worst,
+        # 1.0 = the drift threshold (as the other severities)
+        "severity": (results[worst].recent_rate or 0.0)
+        / (COVERAGE_EXPECTED + COVERAGE_DRIFT.change),
+        "features": {
+            name: {"outside": r.recent_successes, "of": r.recent_total, "status": r.status.value}
+            for name, r in results.items()
+        },
+    }
 
 
 def _common(a: Mapping[str, Sequence[float]], b: Mapping[str, Sequence[float]]) -> list[str]:
     return sorted(name for name in set(a) & set(b) if len(a[name]) and len(b[name]))
 
 
+# lambda 0.05 and L 4.8: with a 500-capture reference, 0.55% of 3,000-capture stable runs of one
+# feature leave the limits at some point (2.3% at lambda 0.1, L 4.5), and a 1-SD ramp over 300
+# captures is caught within them 99.75% of the time (simulations in vision/drift_charts).
+TREND_LAMBDA = 0.05
+TREND_L = 4.8
+
+
 def _trend(samples: DataSamples, features: list[str]) -> tuple[Status, dict | None]:
     """Slow drift: an EWMA chart of each feature's normal scores against its reference
     distribution (scores through the reference's own ranks, so skewed features chart as
     honestly as symmetric ones). The status is the chart's *current* point: an EWMA forgets
-    (lambda 0.1: about 20 captures), so the signal clears soon after the line recovers, where a
+    (lambda 0.05: about 40 captures), so the signal clears soon after the line recovers, where a
     CUSUM would hold its alarm until restarted by hand."""
     worst: dict | None = None
     status = Status.OK
@@ -87,8 +148,8 @@ def _trend(samples: DataSamples, features: list[str]) -> tuple[Status, dict | No
         values = samples.trend_stats.get(name) or []
         if len(values) < stats.MIN_COUNT or len(samples.reference_stats[name]) < stats.MIN_COUNT:
             continue
-        scores = charts.normal_scores(values, samples.reference_stats[name])
-        result = charts.ewma(scores, mean=0.0, sd=1.0)
+        scores = stats.normal_scores(values, samples.reference_stats[name])
+        result = charts.ewma(scores, mean=0.0, sd=1.0, lam=TREND_LAMBDA, L=TREND_L)
         limit = (result.upper_limit - result.lower_limit) / 2
         excess = abs(result.statistic) / limit if limit > 0 else 0.0
         if excess > 1.0:
@@ -107,33 +168,48 @@ def _trend(samples: DataSamples, features: list[str]) -> tuple[Status, dict | No
 
 def data_drift(samples: DataSamples) -> SignalResult:
     features = _common(samples.reference_stats, samples.recent_stats)
-    recent_count = max((len(samples.recent_stats[n]) for n in features), default=0)
-    if not features:
-        return SignalResult(Status.INSUFFICIENT_DATA, "No reference or no recent captures yet.")
-    window = stats.multi_feature_shift(
-        {n: samples.reference_stats[n] for n in features},
-        {n: samples.recent_stats[n] for n in features},
+    recent_count = max((len(v) for v in samples.recent_stats.values()), default=0)
+    covered_status, covered = (
+        coverage(samples.training_stats, samples.training_recent_stats or samples.recent_stats)
+        if samples.training_stats
+        else (Status.INSUFFICIENT_DATA, {})
     )
-    trend_status, trend = _trend(samples, features)
-    embedding = None
-    if len(samples.reference_embeddings) and len(samples.recent_embeddings):
-        embedding = stats.embedding_shift(
-            np.asarray(samples.reference_embeddings, dtype=np.float64),
-            np.asarray(samples.recent_embeddings, dtype=np.float64),
+    window = trend = embedding = None
+    statuses = [covered_status]
+    if features:
+        window = stats.multi_feature_shift(
+            {n: samples.reference_stats[n] for n in features},
+            {n: samples.recent_stats[n] for n in features},
         )
-    statuses = [window.status, trend_status] + ([embedding.status] if embedding else [])
-    if window.status == Status.INSUFFICIENT_DATA:
-        status = Status.INSUFFICIENT_DATA
-    else:
-        status = stats.worst_status([s for s in statuses if s != Status.INSUFFICIENT_DATA])
-    severities = [shift.severity for shift in window.features.values()]
+        trend_status, trend = _trend(samples, features)
+        statuses += [window.status, trend_status]
+        if len(samples.reference_embeddings) and len(samples.recent_embeddings):
+            embedding = stats.embedding_shift(
+                np.asarray(samples.reference_embeddings, dtype=np.float64),
+                np.asarray(samples.recent_embeddings, dtype=np.float64),
+            )
+            statuses.append(embedding.status)
+    known = [s for s in statuses if s != Status.INSUFFICIENT_DATA]
+    if not known or (
+        window is not None and window.status == Status.INSUFFICIENT_DATA and not covered
+    ):
+        return SignalResult(
+            Status.INSUFFICIENT_DATA,
+            "No reference or not enough recent captures yet.",
+            sample_size=recent_count,
+            evidence={"reference": {"kind": samples.reference_kind}},
+        )
+    status = stats.worst_status(known)
+    severities = [shift.severity for shift in window.features.values()] if window else []
     if embedding and embedding.auc is not None:
         severities.append((embedding.auc - 0.5) / (stats.DRIFT_AUC - 0.5))
+    if covered:
+        severities.append(covered["severity"])
     value = max(severities, default=None)
-    summary = _data_summary(status, window, trend, embedding)
+    summary = _data_summary(status, window, trend, embedding, covered)
     evidence = {
         "reference": {"kind": samples.reference_kind, "count": _reference_count(samples)},
-        "most_moved": window.most_moved,
+        "most_moved": window.most_moved if window else None,
         "features": {
             name: {
                 "status": shift.status.value,
@@ -143,10 +219,11 @@ def data_drift(samples: DataSamples) -> SignalResult:
                 "ks": _round(shift.ks_statistic, 3),
                 "pvalue": shift.ks_pvalue,
             }
-            for name, shift in window.features.items()
+            for name, shift in (window.features.items() if window else [])
         },
         "trend": trend,
         "embedding": embedding.to_dict() if embedding else None,
+        "training_coverage": covered or None,
     }
     # Severity 1 is a drift threshold; the band is the calm zone below the warning level.
     band = (0.0, stats.WARN_SHIFT.ks / stats.DRIFT_SHIFT.ks)
@@ -157,11 +234,11 @@ def _reference_count(samples: DataSamples) -> int:
     return max((len(v) for v in samples.reference_stats.values()), default=0)
 
 
-def _data_summary(status, window, trend, embedding) -> str:
+def _data_summary(status, window, trend, embedding, covered) -> str:
     if status == Status.INSUFFICIENT_DATA:
         return "Not enough captures to compare with the reference yet."
     parts = []
-    if window.most_moved and window.features[window.most_moved].status != Status.OK:
+    if window and window.most_moved and window.features[window.most_moved].status != Status.OK:
         shift = window.features[window.most_moved]
         word = FEATURE_WORDS.get(window.most_moved, window.most_moved)
         direction = "up" if (shift.shift or 0) > 0 else "down"
@@ -177,6 +254,12 @@ def _data_summary(status, window, trend, embedding) -> str:
     if embedding and embedding.status not in (Status.OK, Status.INSUFFICIENT_DATA):
         auc = f"{embedding.auc:.2f}"
         parts.append(f"the model sees different images (domain classifier AUC {auc})")
+    if covered and covered["status"] not in (Status.OK, Status.INSUFFICIENT_DATA):
+        name = covered["most_outside"]
+        row = covered["features"][name]
+        word = FEATURE_WORDS.get(name, name)
+        parts.append(f"{row['outside']} of {row['of']} recent captures have a {word} outside "
+                     "the training images' range")  # fmt: skip
     if not parts:
         return "Images look like the reference."
     return "; ".join(parts)[:1].upper() + "; ".join(parts)[1:] + "."
@@ -205,10 +288,10 @@ def prediction_drift(samples: PredictionSamples) -> SignalResult:
             sample_size=recent_n,
         )
     scores = stats.feature_shift(samples.baseline_scores, samples.recent_scores)
-    deferred = stats.proportion_shift(
+    deferred = charts.proportion_shift(
         samples.baseline_deferred, base_n, samples.recent_deferred, recent_n, direction="both"
     )
-    failed = stats.proportion_shift(
+    failed = charts.proportion_shift(
         samples.baseline_failed, base_n, samples.recent_failed, recent_n, direction="both"
     )
     status = stats.worst_status([scores.status, deferred.status, failed.status])
@@ -223,7 +306,7 @@ def prediction_drift(samples: PredictionSamples) -> SignalResult:
         parts.append(f"failed {_percent(failed.reference_rate)} → {_percent(failed.recent_rate)}")
     summary = "; ".join(parts) or "Scores, deferrals and fails as in the model's first window"
     reference_rate = deferred.reference_rate
-    band_half = stats.WARN_RATE.change
+    band_half = charts.WARN_RATE.change
     return SignalResult(
         status,
         summary[:1].upper() + summary[1:] + ".",
@@ -260,7 +343,7 @@ def concept_drift(samples: ConceptSamples) -> SignalResult:
             sample_size=samples.recent_judged,
             evidence={"source": source},
         )
-    result = stats.proportion_shift(
+    result = charts.proportion_shift(
         samples.baseline_overrides,
         samples.baseline_judged,
         samples.recent_overrides,
@@ -283,7 +366,7 @@ def concept_drift(samples: ConceptSamples) -> SignalResult:
         f"{samples.baseline_judged})"
     )
     summary = rate_text[:1].upper() + rate_text[1:] + "."
-    high = result.reference_rate + stats.WARN_RATE.change
+    high = result.reference_rate + charts.WARN_RATE.change
     return SignalResult(
         result.status, summary, result.recent_rate, (0.0, high), samples.recent_judged, evidence
     )

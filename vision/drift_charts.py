@@ -1,8 +1,9 @@
-"""Monitoring over time: CUSUM and EWMA charts, the p-chart, Pareto, and alert hysteresis.
+"""Drift monitoring over time and of rates: CUSUM, EWMA, rate tests, p-chart, Pareto, alerts.
 
-The two-sample tests (a recent window against a reference) live in `vision.drift_statistics`;
-these follow a sequence (capture after capture, period after period, evaluation after
-evaluation) and say when it has left its in-control behaviour.
+The charts follow a sequence (capture after capture, period after period) and say when it has
+left its in-control behaviour; the rate tests compare shares (overrides, deferrals, fails)
+with a reference; alert_step turns a series of statuses into alerts that do not flap. Feature
+and embedding comparisons live in `vision.drift_statistics`.
 """
 
 from __future__ import annotations
@@ -12,61 +13,25 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import signal, special
+from scipy import signal, stats
 
-from vision.drift_statistics import JsonResult, Status, _array, robust_scale, worst_status
+from vision.drift_statistics import (
+    ALPHA,
+    MIN_COUNT,
+    JsonResult,
+    Status,
+    finite_array,
+    grade_status,
+    worst_status,
+)
 
-# --- reference estimates for the charts ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ReferenceEstimate(JsonResult):
-    """In-control mean and SD of a feature, for cusum()/ewma()."""
-
-    mean: float
-    sd: float
-    count: int
-    robust: bool
-    asymmetry: float  # (mean - median) / SD: how far a median centre would sit off the mean
-
-
-def reference_estimate(sample: Sequence[float], *, robust: bool = False) -> ReferenceEstimate:
-    """Mean and SD of a reference sample, or with `robust` its median and 1.4826 * MAD.
-
-    Robust estimates resist a few odd captures in the reference (a hand in view, a blurred
-    frame) but estimate the mean only for a symmetric feature: the charts accumulate the gap
-    between the centre and the true mean, and a median 0.25 SD off it cuts a CUSUM's in-control
-    run from ~10^5 to a few thousand captures. Check `asymmetry`; for a skewed or multi-modal
-    feature (sharpness, brightness over dark and light products) use normal_scores() instead.
-    """
-    values = _array(sample, "sample")
-    if values.size < 2:
-        raise ValueError(f"a reference needs at least 2 values, got {values.size}")
-    mean, sd, median = float(values.mean()), float(values.std(ddof=1)), float(np.median(values))
-    asymmetry = (mean - median) / sd if sd > 0 else 0.0
-    if robust:
-        return ReferenceEstimate(median, robust_scale(values), values.size, True, asymmetry)
-    return ReferenceEstimate(mean, max(sd, robust_scale(values)), values.size, False, asymmetry)
-
-
-def normal_scores(values: Sequence[float], reference: Sequence[float]) -> np.ndarray:
-    """Each value's rank in the reference mapped to a standard normal quantile: in control the
-    scores are close to N(0, 1) whatever the feature's distribution, so cusum()/ewma() with
-    mean=0, sd=1 keep their normal-theory run lengths on skewed and multi-modal features. Ties
-    take mid-ranks; scores stay within about +-3 (a natural clip) for a 500-value reference."""
-    ref = np.sort(_array(reference, "reference"))
-    if ref.size == 0:
-        raise ValueError("normal_scores needs a non-empty reference")
-    x = _array(values, "values")
-    below = np.searchsorted(ref, x, side="left")
-    up_to = np.searchsorted(ref, x, side="right")
-    return special.ndtri((below + up_to + 1.0) / (2.0 * (ref.size + 1.0)))
+# Re-exported: callers (the monitoring app) first found these two here.
 
 
 def _standardized(values: Sequence[float], mean: float, sd: float, clip: float | None):
     if not sd > 0:
         raise ValueError(f"sd must be positive, got {sd}")
-    z = (_array(values, "values") - mean) / sd
+    z = (finite_array(values, "values") - mean) / sd
     # Clipping bounds what one odd capture can add (at most clip - k to a CUSUM), so a single
     # outlier never alarms on its own; P(|z| > 4) is 6e-5 for normal data, a negligible cost.
     return np.clip(z, -clip, clip) if clip else z
@@ -74,16 +39,23 @@ def _standardized(values: Sequence[float], mean: float, sd: float, clip: float |
 
 # --- CUSUM and EWMA ---------------------------------------------------------------------------
 
-# Two-sided tabular CUSUM on standardized values, tuned for k = 0.5 (fastest for a 1-SD shift).
-# h = 12: in-control ARL ~5 x 10^5 with known parameters (Siegmund; 0.45% of 3,000-capture
-# runs alarm in simulation), ~2 x 10^5 with mean/SD from 500 reference values (1.3%); a ramp
-# from 0 to 1 SD over 300 captures alarms by capture 300 in 99.9% of runs (median 203).
+# Two-sided tabular CUSUM on standardized values, k = 0.5 (fastest for a 1-SD shift). The job
+# charts about six features for thousands of captures against a reference of a few hundred,
+# so h is set on "no false alarm in 3,000 captures" rather than on a textbook ARL0 of 370.
+# h = 14 (simulated with this code): in-control ARL0 ~4 x 10^6 with known parameters; with
+# mean/SD from 500 reference values 0.15% of 3,000-capture runs alarm (robust estimates 0.25%,
+# normal scores of a lognormal feature 0.1%); a ramp from 0 to 1 SD over 300 captures alarms
+# by capture 300 in 99.95% of runs (median 214); a 1-SD step after a median 26 captures.
 CUSUM_K = 0.5
-CUSUM_H = 12.0
-# EWMA with exact time-varying limits; L = 4.2 gives an in-control ARL of ~6 x 10^4 at
-# lambda = 0.1 (simulated), and the same ramp alarms by capture 300 in 99.7% of runs.
+CUSUM_H = 14.0
+# EWMA with exact time-varying limits, lambda = 0.1 (memory ~20 captures). L = 4.5: ARL0
+# ~2 x 10^5 with known parameters; 2.3% of 3,000-capture runs alarm with a 500-value reference
+# (so charting six features, expect one false alarm in ~7 such runs: prefer CUSUM for calm);
+# the 1-SD ramp alarms by capture 300 in 98% of runs (median 222), a 1-SD step after ~22.
+# lambda = 0.05 with L = 4.8 is calmer and as fast (0.55% of runs, ramp 99.75%, median 204),
+# at the cost of a twice longer memory after the line recovers.
 EWMA_LAMBDA = 0.1
-EWMA_L = 4.2
+EWMA_L = 4.5
 CLIP = 4.0
 
 
@@ -92,6 +64,7 @@ class CusumResult(JsonResult):
     """A two-sided CUSUM over a series, in SD units; `drifted` once a side has passed h."""
 
     status: Status
+    alarmed: bool
     upper: float  # current upper statistic (evidence the mean went up)
     lower: float  # current lower statistic (evidence it went down)
     alarm_index: int | None  # first value at which a side passed h
@@ -115,9 +88,9 @@ def cusum(
 ) -> CusumResult:
     """Tabular CUSUM: with z = (x - mean) / sd (clipped to +-clip), S+ = max(0, S+ + z - k) and
     S- = max(0, S- - z - k); a side alarms when it passes h. Take mean/sd from
-    reference_estimate(), or pass normal_scores() with mean=0, sd=1. To run incrementally, pass
-    the previous result's upper/lower as initial_upper/initial_lower (indices then count from
-    the new values; change_start 0 means "at or before the first of them").
+    drift_statistics.reference_estimate(), or pass its normal_scores() with mean=0, sd=1.
+    To run incrementally, pass the previous result's upper/lower as initial_upper/initial_lower
+    (indices then count from the new values; change_start 0: at or before the first of them).
 
     A chart does not restart itself: once it has signalled it reads `drifted` for these values.
     Restart it (values from after the fix, initial statistics 0) once the cause is dealt with.
@@ -125,7 +98,7 @@ def cusum(
     z = _standardized(values, mean, sd, clip)
     if z.size == 0:
         return CusumResult(
-            Status.INSUFFICIENT_DATA, initial_upper, initial_lower, None, None, None, 0, h, k
+            Status.INSUFFICIENT_DATA, False, initial_upper, initial_lower, None, None, None, 0, h, k
         )
     first: tuple[int, str, int] | None = None
     current = []
@@ -143,7 +116,7 @@ def cusum(
             first = (alarm, side, start_index)
     status = Status.DRIFTED if first else Status.OK
     alarm_index, side, change_start = first if first else (None, None, None)
-    return CusumResult(status, *current, alarm_index, side, change_start, z.size, h, k)
+    return CusumResult(status, bool(first), *current, alarm_index, side, change_start, z.size, h, k)
 
 
 @dataclass(frozen=True)
@@ -151,6 +124,7 @@ class EwmaResult(JsonResult):
     """An EWMA chart over a series; `drifted` once the EWMA has left its limits."""
 
     status: Status
+    alarmed: bool
     ewma: float  # the last EWMA, in the feature's unit
     lower_limit: float  # the last point's control limits, in the feature's unit
     upper_limit: float
@@ -159,7 +133,7 @@ class EwmaResult(JsonResult):
     alarm_side: str | None
     count: int
     lam: float
-    L: float  # noqa: N815 - the textbook's name for the limit width
+    L: float  # the textbook's name for the limit width, in SDs of the EWMA
 
 
 def ewma(
@@ -168,7 +142,7 @@ def ewma(
     mean: float,
     sd: float,
     lam: float = EWMA_LAMBDA,
-    L: float = EWMA_L,  # noqa: N803
+    L: float = EWMA_L,
     clip: float | None = CLIP,
 ) -> EwmaResult:
     """EWMA E_t = lam * z_t + (1 - lam) * E_{t-1}, E_0 = 0, of z = (x - mean) / sd, against
@@ -179,7 +153,9 @@ def ewma(
         raise ValueError(f"lam must be in (0, 1], got {lam}")
     z = _standardized(values, mean, sd, clip)
     if z.size == 0:
-        return EwmaResult(Status.INSUFFICIENT_DATA, mean, mean, mean, 0.0, None, None, 0, lam, L)
+        return EwmaResult(
+            Status.INSUFFICIENT_DATA, False, mean, mean, mean, 0.0, None, None, 0, lam, L
+        )
     smoothed = signal.lfilter([lam], [1.0, lam - 1.0], z)
     steps = np.arange(1, z.size + 1)
     width = L * np.sqrt(lam / (2.0 - lam) * (1.0 - (1.0 - lam) ** (2 * steps)))
@@ -189,7 +165,136 @@ def ewma(
     status = Status.OK if alarm is None else Status.DRIFTED
     last, limit = float(smoothed[-1]), float(width[-1])
     low, high = mean - sd * limit, mean + sd * limit
-    return EwmaResult(status, mean + sd * last, low, high, last, alarm, side, z.size, lam, L)
+    return EwmaResult(
+        status, alarm is not None, mean + sd * last, low, high, last, alarm, side, z.size, lam, L
+    )
+
+
+# --- rates against a reference ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RateThresholds:
+    """A rate counts as moved when it changes by at least `change` (absolute, 0.02 = 2
+    percentage points) AND by a factor of at least `ratio` (up: recent/ref, down: ref/recent)."""
+
+    change: float
+    ratio: float
+
+
+# 2% -> 4% overrides (a doubling, 2 points) is worth a look; 2% -> 5% or more is a drift.
+WARN_RATE = RateThresholds(change=0.02, ratio=1.5)
+DRIFT_RATE = RateThresholds(change=0.03, ratio=2.0)
+
+
+@dataclass(frozen=True)
+class ProportionShift(JsonResult):
+    """A rate (override rate, deferral share, fail share) now against its reference, with the
+    counts the conclusion rests on."""
+
+    status: Status
+    recent_rate: float | None
+    recent_ci: tuple[float, float] | None  # 95% Wilson interval of the recent rate
+    change: float | None  # recent - reference
+    ratio: float | None  # recent / reference; None when the reference rate is 0
+    pvalue: float | None
+    direction: str
+    test: str  # "fisher_exact" (two samples) or "binomtest" (against a fixed rate)
+    reference_rate: float
+    recent_successes: int
+    recent_total: int
+    reference_successes: int
+    reference_total: int
+
+
+_ALTERNATIVE = {"up": "greater", "down": "less", "both": "two-sided"}
+
+
+def proportion_shift(
+    reference_successes: int,
+    reference_total: int,
+    recent_successes: int,
+    recent_total: int,
+    *,
+    direction: str = "up",
+    fixed_reference: bool = False,
+    warn: RateThresholds = WARN_RATE,
+    drift: RateThresholds = DRIFT_RATE,
+    alpha: float = ALPHA,
+    min_count: int = MIN_COUNT,
+) -> ProportionShift:
+    """Has a rate moved against its reference? Exact test in `direction` ("up": recent higher,
+    "down": lower, "both"): Fisher's on the 2x2 table of the two samples, or, with
+    `fixed_reference`, the binomial test against reference_successes / reference_total taken as
+    a known rate (a target, or a reference so large its own noise does not matter). `drifted`
+    when p < alpha and the change meets `drift`; `warning` likewise with `warn`.
+
+    `insufficient_data` when recent_total < min_count. Under full automation only the audit
+    sample (e.g. 2%) gets a human, so an override rate there rests on few decisions: 30 audited
+    captures take 1,500 captures at 2%.
+    """
+    if direction not in _ALTERNATIVE:
+        raise ValueError(f"direction must be one of {sorted(_ALTERNATIVE)}, got {direction!r}")
+    if not (0 <= reference_successes <= reference_total and reference_total > 0):
+        raise ValueError(f"bad reference counts {reference_successes}/{reference_total}")
+    if not 0 <= recent_successes <= recent_total:
+        raise ValueError(f"bad recent counts {recent_successes}/{recent_total}")
+    reference_rate = reference_successes / reference_total
+    status, rate, change, ratio, pvalue, ci = Status.INSUFFICIENT_DATA, None, None, None, None, None
+    if recent_total > 0:
+        rate = recent_successes / recent_total
+        change = rate - reference_rate
+        ratio = rate / reference_rate if reference_rate > 0 else None
+        counts = (recent_successes, recent_total, reference_successes, reference_total)
+        pvalue = _rate_pvalue(*counts, _ALTERNATIVE[direction], fixed_reference)
+        status = grade_status(
+            pvalue < alpha,
+            _moved(change, ratio, drift, direction),
+            _moved(change, ratio, warn, direction),
+            enough=recent_total >= min_count,
+        )
+        interval = stats.binomtest(recent_successes, recent_total).proportion_ci(method="wilson")
+        ci = (float(interval.low), float(interval.high))
+    return ProportionShift(
+        status=status,
+        recent_rate=rate,
+        recent_ci=ci,
+        change=change,
+        ratio=ratio,
+        pvalue=pvalue,
+        direction=direction,
+        test="binomtest" if fixed_reference else "fisher_exact",
+        reference_rate=reference_rate,
+        recent_successes=recent_successes,
+        recent_total=recent_total,
+        reference_successes=reference_successes,
+        reference_total=reference_total,
+    )
+
+
+def _moved(change: float, ratio: float | None, limits: RateThresholds, direction: str) -> bool:
+    """Whether a rate's change meets both guards of `limits` in `direction`."""
+    up = change >= limits.change and (ratio is None or ratio >= limits.ratio)
+    down = -change >= limits.change and (ratio is None or ratio * limits.ratio <= 1.0)
+    return {"up": up, "down": down, "both": up or down}[direction]
+
+
+def _rate_pvalue(
+    successes: int,
+    total: int,
+    reference_successes: int,
+    reference_total: int,
+    alternative: str,
+    fixed_reference: bool,
+) -> float:
+    if fixed_reference:
+        rate = reference_successes / reference_total
+        return float(stats.binomtest(successes, total, rate, alternative).pvalue)
+    table = [
+        [successes, total - successes],
+        [reference_successes, reference_total - reference_successes],
+    ]
+    return float(stats.fisher_exact(table, alternative=alternative).pvalue)
 
 
 # --- the p-chart ------------------------------------------------------------------------------
@@ -266,7 +371,7 @@ def p_chart(
         if out:
             beyond.append(index)
         # A period expecting under one defect is below the centre most of the time just by
-        # the binomial's skew; it neither extends nor starts a run.
+        # the binomial's skew; it counts as on the centre line (a run-breaker), like a tie.
         side = (rate > p) - (rate < p) if n * p >= 1.0 else 0
         run_count = run_count + 1 if side and side == run_side else (1 if side else 0)
         run_side = side

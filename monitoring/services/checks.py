@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from core.models import AutomationLevel, ProductionLine
 from monitoring import detectors, selectors
-from monitoring.models import LineMonitorState, Signal, SignalEvaluation
+from monitoring.models import LineMonitorState, ReferenceKind, Signal, SignalEvaluation
 from monitoring.selectors import STAT_FEATURES, CaptureRow
 from monitoring.services import alerts
 from monitoring.services.references import reference_for_line
@@ -33,22 +33,46 @@ def _stats(rows: list[CaptureRow]) -> dict[str, list[float]]:
     }
 
 
-def _data_samples(line: ProductionLine, rules: Any, reference: Any, trend: list[CaptureRow]):
+def _data_samples(rules: Any, reference: Any, baseline: list[CaptureRow], trend: list[CaptureRow]):
+    """The line's own normal (a pinned window, else its production model's first captures,
+    once there are enough of them) and the training data's range (monitoring.detectors).
+    Against the first captures only later captures count: a window never meets itself."""
     recent = trend[-rules.data_window :]
-    embeddings = []
-    if reference is not None and reference.embeddings:
-        embeddings = [
-            r.embedding
-            for r in recent
-            if r.embedding and r.model_version_id == reference.model_version_id
-        ]
+    training = (
+        reference.image_stats if reference and reference.kind == ReferenceKind.TRAINING_DATA else {}
+    )
+    compared_recent, compared_trend = recent, trend
+    if reference is not None and reference.kind == ReferenceKind.PINNED:
+        normal_stats, normal_embeddings, kind = (
+            reference.image_stats,
+            reference.embeddings,
+            "pinned",
+        )
+        model_version_id = reference.model_version_id
+    elif len(baseline) >= rules.reference_size:
+        end = baseline[-1].received_at
+        compared_recent = [r for r in recent if r.received_at > end]
+        compared_trend = [r for r in trend if r.received_at > end]
+        model_version_id = baseline[0].model_version_id
+        normal_stats = _stats(baseline)
+        normal_embeddings = [r.embedding for r in baseline if r.embedding]
+        kind = "first_captures"
+    else:
+        normal_stats, normal_embeddings, kind, model_version_id = {}, [], "", None
+    embeddings = [
+        r.embedding
+        for r in compared_recent
+        if r.embedding and r.model_version_id == model_version_id
+    ]
     return detectors.DataSamples(
-        reference_stats=reference.image_stats if reference else {},
-        recent_stats=_stats(recent),
-        trend_stats=_stats(trend),
-        reference_embeddings=reference.embeddings if embeddings else (),
-        recent_embeddings=embeddings,
-        reference_kind=reference.kind if reference else "",
+        reference_stats=normal_stats if compared_recent else {},
+        recent_stats=_stats(compared_recent) if normal_stats else _stats(recent),
+        trend_stats=_stats(compared_trend),
+        reference_embeddings=normal_embeddings if embeddings else (),
+        recent_embeddings=embeddings if normal_embeddings else (),
+        reference_kind=kind or (reference.kind if reference else ""),
+        training_stats=training,
+        training_recent_stats=_stats(recent),
     )
 
 
@@ -101,9 +125,8 @@ def _evaluate(
         else []
     )
     model_version_id = deployment.model_version_id if deployment else None
-    results = {
-        Signal.DATA_DRIFT: detectors.data_drift(_data_samples(line, rules, reference, trend))
-    }
+    data = _data_samples(rules, reference, baseline, trend)
+    results = {Signal.DATA_DRIFT: detectors.data_drift(data)}
     results[Signal.PREDICTION_DRIFT] = detectors.prediction_drift(
         _prediction_samples(recent, baseline, model_version_id)
     )

@@ -28,7 +28,7 @@ def test_supervisor_sees_the_drift_its_chart_and_the_captures_side_by_side(
         metadata=reference_metadata(),
     )
     normal, dark = phone_image(1, 1.0), phone_image(1, 0.5)  # one phone, less light
-    for _ in range(6):
+    for _ in range(9):  # the model's first 500 captures become the line's normal
         sim.captures(60, image=normal)
         services.line_check(line=sim.line)
     for _ in range(4):
@@ -46,7 +46,7 @@ def test_supervisor_sees_the_drift_its_chart_and_the_captures_side_by_side(
     assert data.get_attribute("data-status") == "drifted"
     assert "brightness down" in data.locator(".summary").inner_text().lower()
     chart = data.locator("svg.chart")
-    assert int(chart.get_attribute("data-points")) == 10
+    assert int(chart.get_attribute("data-points")) == 13
     assert chart.locator('circle[data-status="drifted"]').count() >= 1
     assert page.locator('[data-role="alerts"] .alert-drifted').count() == 1
     thumbs = page.locator('[data-role="reference-thumbs"] img')

@@ -29,7 +29,7 @@ def test_a_stable_line_stays_calm_and_opens_no_alert(simulated_line):
 
 def test_a_darker_line_drifts_opens_an_alert_and_closes_it_after_recovery(simulated_line):
     sim = simulated_line(metadata=reference_metadata())
-    for _ in range(6):
+    for _ in range(9):  # the model's first 500 captures become the line's normal
         run(sim.line, 60, sim)
     statuses = [
         run(sim.line, 60, sim, brightness_factor=0.8)["signals"]["data_drift"] for _ in range(4)
