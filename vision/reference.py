@@ -10,12 +10,23 @@ import numpy as np
 
 from vision.datasets import Item
 from vision.drift import image_stats
+from vision.images import decode_image, encode_jpeg
 from vision.inference import Predictor
 
 REFERENCE_LIMIT = 300
 STATS_DECIMALS = 5  # as the server rounds each capture's image_stats
 EMBEDDING_DECIMALS = 4
 SCORE_DECIMALS = 6  # as ImagePrediction.to_dict rounds the score
+# Stations send JPEG: the server's statistics and embeddings are of decoded JPEGs, whose chroma
+# subsampling lowers saturation and softens edges. A reference of raw training arrays would sit
+# beside every line's captures (28% of a stable line's captures fell outside its saturation
+# range): each image goes through the same encoding first.
+STATION_JPEG_QUALITY = 90
+
+
+def as_station_sends(image: np.ndarray) -> np.ndarray:
+    """The image as the server sees it after a station sent it as JPEG."""
+    return decode_image(encode_jpeg(image, STATION_JPEG_QUALITY))
 
 
 def capture_stats(image: np.ndarray) -> dict[str, float]:
@@ -41,7 +52,8 @@ def reference_from_images(
     stats_rows: list[dict[str, float]] = []
     embeddings: list[list[float]] = []
     scores: list[float] = []
-    for image in images:
+    for raw in images:
+        image = as_station_sends(raw)
         [prediction] = predictor.predict([image])
         stats_rows.append(capture_stats(image))
         embeddings.append(prediction.embedding_list(EMBEDDING_DECIMALS))

@@ -61,7 +61,7 @@ def receiver():
 
 
 def drift_until_alert(sim, **kwargs):
-    for _ in range(4):
+    for _ in range(9):  # the model's first 500 captures become the line's normal
         sim.captures(60)
         services.line_check(line=sim.line)
     for _ in range(4):

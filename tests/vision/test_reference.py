@@ -8,8 +8,9 @@ from PIL import Image
 
 from vision.datasets import Item
 from vision.drift import image_stats
+from vision.images import decode_image, encode_jpeg
 from vision.inference import Predictor
-from vision.reference import reference_from_images, reference_sample
+from vision.reference import as_station_sends, reference_from_images, reference_sample
 from vision.synth import synth_items, synth_phone
 
 FEATURES = {"brightness", "contrast", "sharpness", "r_g", "b_g", "saturation"}
@@ -36,8 +37,10 @@ def test_reference_holds_what_the_server_stores_per_capture(predictor):
         "captures",
         False,
     )
-    predictions = predictor.predict(images)
-    for index, (image, prediction) in enumerate(zip(images, predictions, strict=True)):
+    # What the server computes for each capture: the image decoded from the station's JPEG.
+    sent = [decode_image(encode_jpeg(image, 90)) for image in images]
+    predictions = predictor.predict(sent)
+    for index, (image, prediction) in enumerate(zip(sent, predictions, strict=True)):
         for name, value in image_stats(image).items():
             assert reference["image_stats"][name][index] == round(float(value), 5)
         assert reference["embeddings"][index] == prediction.embedding_list(4)
@@ -69,7 +72,7 @@ def test_sample_takes_clean_items_only_up_to_the_limit(predictor):
     assert everything["clean_only"] is True
     assert everything["source"] == "validation images"
     assert everything["image_stats"]["brightness"] == [
-        round(image_stats(item.image)["brightness"], 5) for item in clean
+        round(image_stats(as_station_sends(item.image))["brightness"], 5) for item in clean
     ]
 
     some = reference_sample(predictor, items, limit=3, seed=1)
@@ -93,6 +96,6 @@ def test_sample_reads_images_from_files(predictor, tmp_path):
     Image.fromarray(image).save(path)
     reference = reference_sample(predictor, [Item(label="ok", path=path)])
     assert reference["count"] == 1
-    [prediction] = predictor.predict([image])
+    [prediction] = predictor.predict([as_station_sends(image)])
     assert reference["embeddings"] == [prediction.embedding_list()]
     assert np.isfinite(reference["scores"][0])

@@ -10,6 +10,7 @@ import torch
 from vision.artifacts import load_artifact
 from vision.datasets import Item
 from vision.inference import Predictor
+from vision.reference import as_station_sends
 from vision.synth import synth_items
 from vision.train import TrainConfig, TrainingCancelled, TrainingDataError, train
 
@@ -121,7 +122,9 @@ def test_reference_is_the_clean_validation_images_as_served(tiny_items):
     result = train(tiny_items, config=config, val_items=val_items)
     reference = result.metadata["reference"]
     assert reference["count"] == len(clean) and reference["source"] == "validation images"
-    served = Predictor(result.model, result.metadata).predict([item.image for item in clean])
+    served = Predictor(result.model, result.metadata).predict(
+        [as_station_sends(item.image) for item in clean]
+    )
     assert reference["embeddings"] == [p.embedding_list() for p in served]
     assert reference["scores"] == [round(p.score, 6) for p in served]
 
