@@ -150,8 +150,22 @@ class Decision(models.Model):
         ]
         indexes = [
             models.Index(fields=["status"], name="decision_status"),
-            # Monitoring reads a line's newest judged decisions.
+            # Monitoring reads a line's newest (and first) judged decisions, human decisions and
+            # audit reviews: partial indexes keep those reads short on millions of captures.
             models.Index(fields=["-decided_at"], name="decision_recent"),
+            models.Index(
+                fields=["decided_at"],
+                condition=Q(overrode_model__isnull=False),
+                name="decision_judged",
+            ),
+            models.Index(
+                fields=["decided_at"], condition=Q(decided_by="human"), name="decision_by_human"
+            ),
+            models.Index(
+                fields=["audited_at"],
+                condition=Q(audited_at__isnull=False),
+                name="decision_audited",
+            ),
             models.Index(fields=["audit_status"], name="decision_audit_status"),
         ]
 

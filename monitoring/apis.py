@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core import selectors as core_selectors
+from core.api_schema import errors
 from core.permissions import IsInspector, IsSupervisor
 from monitoring import selectors, services
 from monitoring.models import Signal
@@ -107,7 +108,7 @@ class LineReportListApi(APIView):
 
     permission_classes = READERS
 
-    @extend_schema(responses=ReportListSerializer)
+    @extend_schema(operation_id="v1_monitoring_lines_list", responses=ReportListSerializer)
     def get(self, request):
         lines = core_selectors.line_list()
         return Response({"lines": {line.code: services.line_report(line=line) for line in lines}})
@@ -171,7 +172,10 @@ class AlertListApi(APIView):
 
     permission_classes = READERS
 
-    @extend_schema(parameters=[AlertFilterSerializer], responses=AlertSerializer(many=True))
+    @extend_schema(
+        parameters=[AlertFilterSerializer],
+        responses={200: AlertSerializer(many=True), **errors(404)},
+    )
     def get(self, request):
         filters = AlertFilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
@@ -186,6 +190,7 @@ class RulesSerializer(serializers.Serializer):
     signals = serializers.ListField(child=serializers.ChoiceField(Signal.values), required=False)
     data_window = serializers.IntegerField(required=False)
     decision_window = serializers.IntegerField(required=False)
+    decision_reference_size = serializers.IntegerField(required=False)
     trend_window = serializers.IntegerField(required=False)
     reference_size = serializers.IntegerField(required=False)
     open_after = serializers.IntegerField(required=False)
@@ -349,7 +354,8 @@ class RetrainApi(APIView):
             201: inline_serializer(
                 "MonitoringRetrain",
                 {"training_run": serializers.IntegerField(), "url": serializers.CharField()},
-            )
+            ),
+            **errors(409),
         },
     )
     def post(self, request, code):
@@ -370,10 +376,13 @@ class LowerLevelApi(APIView):
 
     @extend_schema(
         request=None,
-        responses=inline_serializer(
-            "MonitoringLevel",
-            {"line": serializers.CharField(), "automation_level": serializers.CharField()},
-        ),
+        responses={
+            200: inline_serializer(
+                "MonitoringLevel",
+                {"line": serializers.CharField(), "automation_level": serializers.CharField()},
+            ),
+            **errors(409),
+        },
     )
     def post(self, request, code):
         line = services.line_level_lower(line=core_selectors.line_get(code=code), user=request.user)

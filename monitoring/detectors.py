@@ -387,12 +387,36 @@ class YieldSamples:
     defects: Sequence[int]  # failed captures per hour
     totals: Sequence[int]  # decided captures per hour
     baseline_rate: float | None = None  # the model's first window's fail rate, if known
+    baseline_count: int | None = None  # how many decided captures that rate rests on
     defect_types: Mapping[str, int] = field(default_factory=dict)  # inspectors' labels
     throughput_per_hour: float | None = None
     queue_seconds_median: float | None = None
 
 
+YIELD_SIGMA_DRIFT = 3.0
+YIELD_SIGMA_WARN = 2.5
+YIELD_MIN_HOUR = 30  # decided captures an hour needs before it is judged
+
+
+def _judged_hour(samples: YieldSamples, center: float, center_n: int | None):
+    """The newest complete hour with enough captures, and its z against the centre. The
+    centre's own error is in the limits (p(1-p)(1/n + 1/n0) when it comes from a window of n0
+    captures): a centre taken from 500 captures is not exact, and treating it as exact made
+    stable lines read out of control every few hours."""
+    for index in range(len(samples.totals) - 2, -1, -1):  # the newest hour is still filling
+        n = samples.totals[index]
+        if n >= YIELD_MIN_HOUR:
+            spread = center * (1 - center) * (1 / n + (1 / center_n if center_n else 0.0))
+            rate = samples.defects[index] / n
+            z = (rate - center) / spread**0.5 if spread > 0 else 0.0
+            return index, rate, z, spread**0.5
+    return None
+
+
 def yield_signal(samples: YieldSamples) -> SignalResult:
+    """Yield as quality engineers chart it: a p-chart of the hourly defect rate. The status
+    judges the newest complete hour (beyond 3 sigma: drifted; 2.5: warning), so one bad hour
+    is told at once and does not hold a day's alert; the chart shows all 24."""
     total = int(sum(samples.totals))
     pareto = charts.pareto(dict(samples.defect_types)).to_dict() if samples.defect_types else None
     extra = {
@@ -407,35 +431,56 @@ def yield_signal(samples: YieldSamples) -> SignalResult:
             sample_size=total,
             evidence=extra,
         )
-    chart = charts.p_chart(samples.defects, samples.totals, center=samples.baseline_rate)
-    last = next((p for p in reversed(chart.periods) if p.total), None)
+    baseline = samples.baseline_rate
+    usable = baseline is not None and 0.0 < baseline < 1.0
+    chart = charts.p_chart(samples.defects, samples.totals, center=baseline if usable else None)
     periods = [
         {"hour": hour, **period.to_dict()}
         for hour, period in zip(samples.hours, chart.periods, strict=True)
     ]
-    if chart.status == Status.INSUFFICIENT_DATA:
-        summary = "Too few hours for control limits yet."
-    elif chart.beyond_limits:
-        hour = samples.hours[chart.beyond_limits[-1]]
-        summary = f"Defect rate out of control in the hour of {hour[11:16]}"
-    elif chart.runs:
-        summary = "Defect rate on one side of the centre for a run of hours"
-    else:
-        summary = "Defect rate in control"
-    summary += f" (centre {_percent(chart.center)})."
-    band = (last.lower_limit or 0.0, last.upper_limit or 1.0) if last else None
-    return SignalResult(
-        chart.status.value,
-        summary,
-        last.rate if last else None,
-        band,
-        total,
-        {
-            "p_chart": {
-                "center": _round(chart.center),
-                "center_from": chart.center_from,
-                "periods": periods,
-            },
-            **extra,
-        },  # fmt: skip
+    evidence = {
+        "p_chart": {
+            "center": _round(chart.center),
+            "center_from": chart.center_from,
+            "periods": periods,
+        },
+        **extra,
+    }
+    judged = (
+        _judged_hour(samples, chart.center, samples.baseline_count if usable else None)
+        if 0.0 < chart.center < 1.0
+        else None
     )
+    if chart.status == Status.INSUFFICIENT_DATA or judged is None:
+        return SignalResult(
+            Status.INSUFFICIENT_DATA,
+            f"Too few complete hours for control limits yet (centre {_percent(chart.center)}).",
+            sample_size=total,
+            evidence=evidence,
+        )
+    index, rate, z, sigma = judged
+    status = (
+        Status.DRIFTED
+        if abs(z) > YIELD_SIGMA_DRIFT
+        else Status.WARNING
+        if abs(z) > YIELD_SIGMA_WARN
+        else Status.OK
+    )
+    hour = samples.hours[index][11:16]
+    word = {Status.DRIFTED: "out of control", Status.WARNING: "near its limits"}.get(
+        status, "in control"
+    )
+    summary = (
+        f"Defect rate {word} in the hour of {hour}: {_percent(rate)} of "
+        f"{samples.totals[index]} (centre {_percent(chart.center)}, {z:+.1f} sigma)."
+    )
+    evidence["judged_hour"] = {
+        "hour": samples.hours[index],
+        "rate": _round(rate),
+        "z": _round(z, 2),
+    }
+    band = (
+        max(0.0, chart.center - YIELD_SIGMA_DRIFT * sigma),
+        min(1.0, chart.center + YIELD_SIGMA_DRIFT * sigma),
+    )
+    return SignalResult(status, summary, rate, band, total, evidence)

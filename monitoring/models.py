@@ -30,7 +30,10 @@ class MonitoringRules(models.Model):
     signals = models.JSONField(default=list)  # the signals that may open alerts; [] = all
     # Recent windows: the newest captures (data, predictions) and judged decisions (concept).
     data_window = models.PositiveIntegerField(default=200)
-    decision_window = models.PositiveIntegerField(default=300)
+    decision_window = models.PositiveIntegerField(default=200)
+    # The model's first judged decisions the override rate is compared with: at a 2% override
+    # rate 300 hold only ~6 overrides, too few to see a rise to 10% within 300 decisions.
+    decision_reference_size = models.PositiveIntegerField(default=1000)
     # The longer window the cumulative (CUSUM) test of slow drift runs over.
     trend_window = models.PositiveIntegerField(default=1000)
     # Without a training reference: this many captures after the model went into production.

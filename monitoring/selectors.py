@@ -111,47 +111,62 @@ def _judged(line: ProductionLine, model_version_id: int) -> QuerySet[Decision]:
     )
 
 
-def judged_overrides(*, line: ProductionLine, deployment: Deployment, limit: int) -> dict:
-    """Overrides among the newest and among the first `limit` judged decisions on the line's
-    production model since it went into production."""
+def judged_overrides(
+    *, line: ProductionLine, deployment: Deployment, limit: int, reference_limit: int
+) -> dict:
+    """Overrides among the newest `limit` and the first `reference_limit` judged decisions on
+    the line's production model since it went into production."""
     judged = _judged(line, deployment.model_version_id).filter(
         decided_at__gte=deployment.deployed_at
     )
-    recent = list(judged.order_by("-decided_at").values_list("overrode_model", flat=True)[:limit])
-    first = list(judged.order_by("decided_at").values_list("overrode_model", flat=True)[:limit])
+    recent = list(
+        judged.order_by("-decided_at").values_list("overrode_model", "decided_at")[:limit]
+    )
+    first = judged
+    if recent:  # the first window ends where the recent one begins: they never share a decision
+        first = first.filter(decided_at__lt=recent[-1][1])
+    reference = list(
+        first.order_by("decided_at").values_list("overrode_model", flat=True)[:reference_limit]
+    )
     return {
-        "recent_overrides": sum(1 for o in recent if o),
+        "recent_overrides": sum(1 for overrode, _ in recent if overrode),
         "recent_judged": len(recent),
-        "baseline_overrides": sum(1 for o in first if o),
-        "baseline_judged": len(first),
+        "baseline_overrides": sum(1 for o in reference if o),
+        "baseline_judged": len(reference),
     }
 
 
-def hourly_yield(*, line: ProductionLine, now: datetime, hours: int = 24) -> list[dict]:
-    """Decided captures and failed ones per hour over the last `hours` hours, oldest first."""
+def hourly_yield(
+    *, line: ProductionLine, now: datetime, hours: int = 24, known: dict | None = None
+) -> list[dict]:
+    """Decided captures and failed ones per hour over the last `hours` hours, oldest first.
+
+    Incremental: `known` holds the counts of hours a previous run computed ({hour: (total,
+    defects)}); hours that ended more than two hours ago do not change any more, so only the
+    newest hours (and any missing) are counted again."""
     start = (now - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
-    rows = (
-        Decision.objects.filter(
-            capture__line=line,
-            capture__received_at__gte=start,
-            status=DecisionStatus.DECIDED,
+    settled = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    slots = [start + timedelta(hours=index) for index in range(hours)]
+    known = known or {}
+    reuse = {h: known[h.isoformat()] for h in slots if h < settled and h.isoformat() in known}
+    first_missing = next((h for h in slots if h not in reuse), None)
+    counted: dict = {}
+    if first_missing is not None:
+        rows = (
+            Decision.objects.filter(
+                capture__line=line,
+                capture__received_at__gte=first_missing,
+                status=DecisionStatus.DECIDED,
+            )
+            .annotate(hour=TruncHour("capture__received_at"))
+            .values("hour")
+            .annotate(total=Count("pk"), defects=Count("pk", filter=Q(verdict="fail")))
         )
-        .annotate(hour=TruncHour("capture__received_at"))
-        .values("hour")
-        .annotate(total=Count("pk"), defects=Count("pk", filter=Q(verdict="fail")))
-    )
-    by_hour = {row["hour"]: row for row in rows}
+        counted = {row["hour"]: (row["total"], row["defects"]) for row in rows}
     out = []
-    for index in range(hours):
-        hour = start + timedelta(hours=index)
-        row = by_hour.get(hour, {})
-        out.append(
-            {
-                "hour": hour.isoformat(),
-                "total": row.get("total", 0),
-                "defects": row.get("defects", 0),
-            }
-        )
+    for hour in slots:
+        total, defects = reuse[hour] if hour in reuse else counted.get(hour, (0, 0))
+        out.append({"hour": hour.isoformat(), "total": total, "defects": defects})
     return out
 
 

@@ -18,6 +18,8 @@ def lines_check() -> int:
     name="monitoring.webhook_deliver",
     bind=True,
     acks_late=True,
+    soft_time_limit=25,  # the POST itself times out after 10 s
+    time_limit=30,
     autoretry_for=(alerts.WebhookFailed,),
     retry_backoff=True,
     retry_backoff_max=600,

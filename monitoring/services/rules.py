@@ -16,6 +16,7 @@ from monitoring.models import LineMonitorState, MonitoringRules, MonitoringRules
 RANGES = {
     "data_window": (30, 5000),
     "decision_window": (30, 5000),
+    "decision_reference_size": (30, 20000),
     "trend_window": (30, 20000),
     "reference_size": (30, 5000),
     "open_after": (1, 100),

@@ -27,7 +27,7 @@ function connect() {
 }
 connect();
 
-const INTEGERS = ["last", "limit", "data_window", "decision_window", "trend_window", "open_after", "close_after"];
+const INTEGERS = ["last", "limit", "data_window", "decision_window", "decision_reference_size", "trend_window", "open_after", "close_after"];
 
 function formData(form) {
   const data = {};

@@ -88,9 +88,7 @@ class FakeClock:
 
 def _form_fields(request: httpx.Request) -> dict[str, bytes]:
     head = b"Content-Type: " + request.headers["content-type"].encode() + b"\r\n\r\n"
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        head + request.content
-    )
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + request.content)
     return {
         part.get_param("name", header="content-disposition"): part.get_payload(decode=True)
         for part in message.iter_parts()
@@ -166,9 +164,7 @@ def test_the_varied_lighting_changes_the_light_from_phone_to_phone(monkeypatch):
 
 def test_drift_options_are_checked():
     with pytest.raises(CommandError, match="needs --gradual-drift-after"):
-        call_command(
-            "simulate_line", "--line", "L1", "--token", "t", "--gradual-drift-over", "5m"
-        )
+        call_command("simulate_line", "--line", "L1", "--token", "t", "--gradual-drift-over", "5m")
     with pytest.raises(CommandError, match="duration must look like"):
         call_command(
             "simulate_line", "--line", "L1", "--token", "t", "--camera-shift-after", "soon"
@@ -206,9 +202,7 @@ def pending(line, station, *, model_verdict="pass", metadata=None, **kwargs) -> 
 
 
 def run_inspector(capsys, *options: str) -> list[dict]:
-    call_command(
-        "simulate_inspector", "--line", "L2", "--rate", "1000/s", "--json", *options
-    )
+    call_command("simulate_inspector", "--line", "L2", "--rate", "1000/s", "--json", *options)
     return [json.loads(row) for row in capsys.readouterr().out.splitlines()]
 
 
@@ -224,14 +218,14 @@ def test_the_inspector_decides_the_queue_oldest_first_and_overrides_at_the_rate(
             model_verdict="fail" if index % 5 == 0 else "pass",
             capture__received_at=start + timedelta(seconds=index),
         )
-        for index in range(300)
+        for index in range(200)
     ]
     rows = run_inspector(capsys, "--override-rate", "0.1", "--seed", "3", "--until-empty")
     assert [row["capture"] for row in rows] == [str(d.capture_id) for d in decisions]
     stored = {str(d.capture_id): d for d in Decision.objects.filter(capture__line=line)}
     assert all(d.status == "decided" and d.decided_by_user == inspector for d in stored.values())
     overrides = sum(1 for d in stored.values() if d.overrode_model)
-    assert 15 <= overrides <= 45  # 10% of 300, give or take binomial noise
+    assert 8 <= overrides <= 34  # 10% of 200, give or take binomial noise (3 SD)
     for row in rows:
         decision = stored[row["capture"]]
         assert decision.overrode_model == row["overrode"]
@@ -239,8 +233,7 @@ def test_the_inspector_decides_the_queue_oldest_first_and_overrides_at_the_rate(
         assert (decision.verdict != row["model_verdict"]) == row["overrode"]
         if decision.verdict == "fail" and not row["overrode"]:
             assert decision.regions == [{"box": [10, 20, 30, 40], "defect_type": "crack"}]
-    # Same seed, same decisions: a bench can repeat a run.
-    assert rows[0]["basis"] == "model"
+    assert {row["basis"] for row in rows} == {"model"}
 
 
 def test_the_override_rate_changes_after_the_given_time(line, inspector, capsys):
@@ -256,9 +249,7 @@ def test_the_override_rate_changes_after_the_given_time(line, inspector, capsys)
     assert Decision.objects.filter(status="pending").count() == 10
 
 
-def test_unsure_captures_get_the_stations_truth_and_audit_samples_a_review(
-    line, inspector, capsys
-):
+def test_unsure_captures_get_the_stations_truth_and_audit_samples_a_review(line, inspector, capsys):
     station = station_with_token(line=line)
     defect = pending(line, station, model_verdict="uncertain", metadata={"truth": "defect"})
     good = pending(line, station, model_verdict="uncertain", metadata={"truth": "ok"})
