@@ -764,6 +764,7 @@ def _db_load(args, pool: dict):
                 decision = _decision_row(
                     next_id, capture_id, received, row, assisted, inspector.pk, rng
                 )
+                decision["line_id"] = line.pk
                 if assisted and index >= per_line - 10:  # a few still wait for a human
                     decision |= PENDING
                 decisions.append(decision)

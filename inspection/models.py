@@ -98,6 +98,11 @@ HUMAN_JUDGED = Q(decided_by="human") | Q(audit_status__in=AUDIT_FINISHED)
 
 class Decision(models.Model):
     capture = models.OneToOneField(Capture, on_delete=models.CASCADE, related_name="decision")
+    # The capture's line, kept here too: monitoring reads a line's newest judged decisions by
+    # (line, decided_at) without joining millions of captures.
+    line = models.ForeignKey(
+        ProductionLine, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
     status = models.CharField(
         max_length=16, choices=DecisionStatus.choices, default=DecisionStatus.PENDING
     )
@@ -154,12 +159,14 @@ class Decision(models.Model):
             # audit reviews: partial indexes keep those reads short on millions of captures.
             models.Index(fields=["-decided_at"], name="decision_recent"),
             models.Index(
-                fields=["decided_at"],
+                fields=["line", "decided_at"],
                 condition=Q(overrode_model__isnull=False),
                 name="decision_judged",
             ),
             models.Index(
-                fields=["decided_at"], condition=Q(decided_by="human"), name="decision_by_human"
+                fields=["line", "decided_at"],
+                condition=Q(decided_by="human"),
+                name="decision_by_human",
             ),
             models.Index(
                 fields=["audited_at"],

@@ -105,7 +105,7 @@ def baseline_captures(
 def _judged(line: ProductionLine, model_version_id: int) -> QuerySet[Decision]:
     return Decision.objects.filter(
         HUMAN_JUDGED,
-        capture__line=line,
+        line=line,
         overrode_model__isnull=False,
         acting_prediction__model_version_id=model_version_id,
     )
@@ -174,9 +174,7 @@ def defect_types(*, line: ProductionLine, since: datetime, limit: int = 2000) ->
     """What inspectors marked on the phones they failed (their regions' defect types)."""
     counts: dict[str, int] = {}
     rows = (
-        Decision.objects.filter(
-            capture__line=line, decided_by="human", verdict="fail", decided_at__gte=since
-        )
+        Decision.objects.filter(line=line, decided_by="human", verdict="fail", decided_at__gte=since)
         .order_by("-decided_at")
         .values_list("regions", flat=True)[:limit]
     )
@@ -194,7 +192,7 @@ def throughput_and_queue_time(*, line: ProductionLine, now: datetime) -> tuple[i
     since = now - timedelta(hours=1)
     count = Capture.objects.filter(line=line, received_at__gte=since).count()
     waits = (
-        Decision.objects.filter(capture__line=line, decided_by="human", decided_at__gte=since)
+        Decision.objects.filter(line=line, decided_by="human", decided_at__gte=since)
         .order_by("-decided_at")
         .values_list("decided_at", "capture__received_at")[:1000]
     )
@@ -211,13 +209,13 @@ def newest_activity(*, line: ProductionLine) -> datetime | None:
         .first()
     )
     decision = (
-        Decision.objects.filter(capture__line=line, decided_at__isnull=False)
+        Decision.objects.filter(line=line, decided_at__isnull=False)
         .order_by("-decided_at")
         .values_list("decided_at", flat=True)
         .first()
     )
     audited = (
-        Decision.objects.filter(capture__line=line, audited_at__isnull=False)
+        Decision.objects.filter(line=line, audited_at__isnull=False)
         .order_by("-audited_at")
         .values_list("audited_at", flat=True)
         .first()

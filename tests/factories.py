@@ -117,6 +117,7 @@ class DecisionFactory(factory.django.DjangoModelFactory):
         model = Decision
 
     capture = factory.SubFactory(CaptureFactory)
+    line = factory.LazyAttribute(lambda o: o.capture.line)
     status = DecisionStatus.PENDING
     reason = "uncertain"
     model_verdict = "uncertain"

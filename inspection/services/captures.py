@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from core import blobs
+from core import blobs, metrics
 from core.errors import ApplicationError
 from core.models import AutomationLevel, ProductionLine, Station
 from core.queueing import task_send_on_commit
@@ -140,6 +140,19 @@ def _refuse_too_large(image_data: bytes) -> None:
         )
 
 
+def _replayed(existing: Capture, sha256: str) -> IngestResult:
+    """A key sent again: the same image gets the first answer; another image is a conflict
+    (the station reused a key, and answering with the first phone's verdict would be wrong)."""
+    if existing.image_sha256 != sha256:
+        raise ApplicationError(
+            f"The idempotency key {existing.idempotency_key!r} was already used for another "
+            f"image (capture {existing.id}); use a new key for a new capture.",
+            code="idempotency_conflict",
+            status=409,
+        )
+    return IngestResult(existing, created=False)
+
+
 def _prediction_rows(capture: Capture, outputs: list[tuple[Any, Any, float]]) -> list[Prediction]:
     return [
         Prediction(
@@ -172,15 +185,15 @@ def capture_ingest(
     nothing. The rows are then written in one short transaction (`_capture_record`).
     """
     _refuse_other_line(station, line_code)
+    sha256 = hashlib.sha256(image_data).hexdigest()
     existing = selectors.capture_for_station(station=station, idempotency_key=idempotency_key)
     if existing is not None:
-        return IngestResult(existing, created=False)
+        return _replayed(existing, sha256)
     _refuse_too_large(image_data)
     extension = image_format(image_data)
     watch = _Stopwatch()
     image = image_decode(image_data)
     watch.lap("decode")
-    sha256 = hashlib.sha256(image_data).hexdigest()
     stats = _image_stats(image)
     watch.lap("stats")
 
@@ -229,7 +242,7 @@ def capture_ingest(
         existing = selectors.capture_for_station(station=station, idempotency_key=idempotency_key)
         if existing is None:
             raise
-        return IngestResult(existing, created=False)
+        return _replayed(existing, sha256)
     watch.lap("db")
     return IngestResult(capture, created=True, timings=watch.timings)
 
@@ -249,6 +262,7 @@ def _capture_record(
     decided = routing.decided_by == DecidedBy.MODEL
     decision = Decision.objects.create(
         capture=capture,
+        line=capture.line,
         status=DecisionStatus.DECIDED if decided else DecisionStatus.PENDING,
         verdict=routing.verdict or "",
         decided_by=DecidedBy.MODEL if decided else "",
@@ -268,6 +282,9 @@ def _capture_record(
     if routing.audit:
         labeling_services.task_create_from_inspection(capture=capture, reason="audit")
     events.capture_created_on_commit(capture=capture, decision=decision)
+    metrics.capture_recorded(
+        line_code=capture.line.code, decision=decision, predictions=predictions
+    )
     if shadow:
         # The shadow model reads the phone after the station has its answer (a worker's job).
         task_send_on_commit("inspection.capture_predict_offline", str(capture.id), "shadow")

@@ -83,6 +83,7 @@ class SimulatedLine:
             decisions.append(
                 Decision(
                     capture=capture,
+                    line=self.line,
                     status="decided",
                     verdict=verdict if verdict != "uncertain" else "pass",
                     decided_by="human" if judged else "model",
