@@ -112,27 +112,45 @@ def _judged(line: ProductionLine, model_version_id: int) -> QuerySet[Decision]:
 
 
 def judged_overrides(
-    *, line: ProductionLine, deployment: Deployment, limit: int, reference_limit: int
+    *,
+    line: ProductionLine,
+    deployment: Deployment,
+    limit: int,
+    reference_limit: int,
+    known_baseline: dict | None = None,
 ) -> dict:
     """Overrides among the newest `limit` and the first `reference_limit` judged decisions on
-    the line's production model since it went into production."""
+    the line's production model since it went into production. A complete first window does
+    not change: pass the one a previous run found (`known_baseline`) and it is not read again."""
     judged = _judged(line, deployment.model_version_id).filter(
         decided_at__gte=deployment.deployed_at
     )
     recent = list(
         judged.order_by("-decided_at").values_list("overrode_model", "decided_at")[:limit]
     )
+    counts = {
+        "recent_overrides": sum(1 for overrode, _ in recent if overrode),
+        "recent_judged": len(recent),
+    }
+    known = known_baseline or {}
+    if (
+        known.get("deployment") == deployment.pk
+        and known.get("baseline_judged") == reference_limit
+        and recent
+        and known.get("ends_before", "") < recent[-1][1].isoformat()
+    ):
+        return {**counts, **{k: known[k] for k in ("baseline_overrides", "baseline_judged")}}
     first = judged
     if recent:  # the first window ends where the recent one begins: they never share a decision
         first = first.filter(decided_at__lt=recent[-1][1])
     reference = list(
-        first.order_by("decided_at").values_list("overrode_model", flat=True)[:reference_limit]
+        first.order_by("decided_at").values_list("overrode_model", "decided_at")[:reference_limit]
     )
     return {
-        "recent_overrides": sum(1 for overrode, _ in recent if overrode),
-        "recent_judged": len(recent),
-        "baseline_overrides": sum(1 for o in reference if o),
+        **counts,
+        "baseline_overrides": sum(1 for overrode, _ in reference if overrode),
         "baseline_judged": len(reference),
+        "baseline_ends": reference[-1][1].isoformat() if reference else None,
     }
 
 
@@ -174,7 +192,9 @@ def defect_types(*, line: ProductionLine, since: datetime, limit: int = 2000) ->
     """What inspectors marked on the phones they failed (their regions' defect types)."""
     counts: dict[str, int] = {}
     rows = (
-        Decision.objects.filter(line=line, decided_by="human", verdict="fail", decided_at__gte=since)
+        Decision.objects.filter(
+            line=line, decided_by="human", verdict="fail", decided_at__gte=since
+        )
         .order_by("-decided_at")
         .values_list("regions", flat=True)[:limit]
     )

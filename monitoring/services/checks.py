@@ -89,6 +89,12 @@ def _prediction_samples(recent: list[CaptureRow], baseline: list[CaptureRow], mo
     )
 
 
+def _known_concept_baseline(line: ProductionLine) -> dict | None:
+    """The model's first judged decisions as the previous run counted them."""
+    state = selectors.line_state(line=line)
+    return ((state.last_report if state else None) or {}).get("concept_baseline")
+
+
 def _known_hours(line: ProductionLine) -> dict:
     """The hourly counts the previous run stored with its report (for the incremental p-chart)."""
     state = selectors.line_state(line=line)
@@ -148,12 +154,19 @@ def _evaluate(
             deployment=deployment,
             limit=rules.decision_window,
             reference_limit=rules.decision_reference_size,
+            known_baseline=_known_concept_baseline(line),
         )
+        concept_baseline = {
+            "deployment": deployment.pk,
+            "baseline_overrides": counts["baseline_overrides"],
+            "baseline_judged": counts["baseline_judged"],
+            "ends_before": counts.pop("baseline_ends", None) or "",
+        }
         concept = detectors.ConceptSamples(
             **counts, audit_only=line.automation_level == AutomationLevel.FULL
         )
     else:
-        concept = detectors.ConceptSamples(0, 0, 0, 0)
+        concept, concept_baseline = detectors.ConceptSamples(0, 0, 0, 0), None
     results[Signal.CONCEPT_DRIFT] = detectors.concept_drift(concept)
     results[Signal.YIELD] = detectors.yield_signal(_yield_samples(line, baseline, now))
     context = {
@@ -167,6 +180,7 @@ def _evaluate(
             else None
         ),  # fmt: skip
         "reference": _reference_summary(reference),
+        "concept_baseline": concept_baseline,
     }
     return results, context
 
