@@ -6,6 +6,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from core import live_events
 from core.errors import ApplicationError
 from inspection import events, selectors, services
 from inspection.models import Decision
@@ -125,7 +126,7 @@ def test_overriding_corrects_the_station_and_opens_a_label_task(
 ):
     decision = audit_sample(line, verdict="pass")
     sent = []
-    monkeypatch.setattr(events, "_send", sent.extend)
+    monkeypatch.setattr(live_events, "events_send", sent.extend)
     services.capture_claim(capture=decision.capture_id, user=ines)
     with django_capture_on_commit_callbacks(execute=True):
         services.verdict_record(
