@@ -217,8 +217,10 @@ class Bench:
 
 def concept_status(overrides: np.ndarray, n: int) -> str:
     """Concept drift after n judged decisions (the counts of selectors.judged_overrides)."""
-    first = overrides[: min(n, RULES.decision_window)]
-    recent = overrides[max(0, n - RULES.decision_window) : n]
+    recent_start = max(0, n - RULES.decision_window)
+    # The model's first judged decisions, ending where the recent window begins.
+    first = overrides[: min(recent_start, RULES.decision_reference_size)]
+    recent = overrides[recent_start:n]
     return detectors.concept_drift(
         detectors.ConceptSamples(
             baseline_overrides=int(first.sum()),
@@ -250,6 +252,7 @@ def yield_status(fails: np.ndarray) -> str:
             defects=pad + [int(d) for d in defects],
             totals=pad + [int(t) for t in totals],
             baseline_rate=baseline_rate,
+            baseline_count=RULES.reference_size,
         )
     ).status
 

@@ -12,6 +12,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from config.routing import websocket_urlpatterns  # noqa: E402
 from config.settings import check_production_settings  # noqa: E402
+from core.asgi_limits import BodySizeLimitMiddleware  # noqa: E402
 
 check_production_settings()
 
@@ -21,7 +22,8 @@ warm_deployed_in_background()
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Oversized bodies are refused before Django reads them (core/asgi_limits.py).
+        "http": BodySizeLimitMiddleware(django_asgi_app),
         "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
     }
 )

@@ -4,6 +4,7 @@ With nothing set, the platform runs on one machine: SQLite, a filesystem Celery 
 in-memory channel layer. `DATABASE_URL` and `REDIS_URL` switch to PostgreSQL and Redis.
 """
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -68,6 +69,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI served from our static files (factories are offline)
     "channels",
     "core",
     "inspection",
@@ -77,7 +79,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every response, redirects and errors included, carries the request id.
+    "core.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "core.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -85,6 +90,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A view whose database cannot be reached answers 503 with Retry-After, not 500.
+    "core.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -165,12 +172,28 @@ MODELS_ROOT = Path(env("MODELS_ROOT") or BASE_DIR / "artifacts")
 
 # Limits on what a station may send; both are checked before anything is stored.
 CAPTURE_MAX_BYTES = env_int("CAPTURE_MAX_BYTES", 20 * 1024 * 1024)
-CAPTURE_MAX_PIXELS = env_int("CAPTURE_MAX_PIXELS", 40_000_000)
-# Keep uploads up to the limit in memory: no temp file per capture.
-FILE_UPLOAD_MAX_MEMORY_SIZE = CAPTURE_MAX_BYTES + 1
-DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+# Pixels are checked from the image header, before decoding: 16 MP is more than stations send.
+CAPTURE_MAX_PIXELS = env_int("CAPTURE_MAX_PIXELS", 16_000_000)
+# A capture's metadata (a JSON object): serialized size and nesting depth.
+CAPTURE_METADATA_MAX_BYTES = env_int("CAPTURE_METADATA_MAX_BYTES", 16 * 1024)
+CAPTURE_METADATA_MAX_DEPTH = env_int("CAPTURE_METADATA_MAX_DEPTH", 5)
+# Request bodies are cut off before Django reads them (core/asgi_limits.py): a capture may be
+# CAPTURE_MAX_BYTES plus this much multipart envelope and fields, a dataset import
+# IMPORT_MAX_BYTES, anything else REQUEST_MAX_BYTES.
+CAPTURE_FORM_OVERHEAD_BYTES = env_int("CAPTURE_FORM_OVERHEAD_BYTES", 64 * 1024)
+IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 512 * 1024 * 1024)
+REQUEST_MAX_BYTES = env_int("REQUEST_MAX_BYTES", 2 * 1024 * 1024)
+# Django's spool: bodies and uploads up to this stay in memory, larger ones go to a temp file.
+FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 4 * 1024 * 1024)
+# Form fields other than files, and JSON bodies; more answers 413 / 400, never 500.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2 * 1024 * 1024)
+DATA_UPLOAD_MAX_NUMBER_FIELDS = env_int("DATA_UPLOAD_MAX_NUMBER_FIELDS", 1000)
 # Threads each process gives the model (one per worker keeps 2 cores shared between 2 workers).
 SERVING_THREADS = env_int("SERVING_THREADS", 1)
+# Images in inference at once per process (each costs memory in proportion to its pixels), and
+# how long a capture waits for a slot before the station gets 503 with Retry-After.
+SERVING_MAX_CONCURRENT = env_int("SERVING_MAX_CONCURRENT", 2)
+SERVING_QUEUE_TIMEOUT_SECONDS = float(env("SERVING_QUEUE_TIMEOUT_SECONDS") or 10)
 # How long each web process keeps a line's deployments (0: read them for every capture).
 SERVING_DEPLOYMENT_CACHE_SECONDS = float(env("SERVING_DEPLOYMENT_CACHE_SECONDS") or 2)
 # How long a broken artifact is remembered before serving tries to load it again.
@@ -186,7 +209,11 @@ if REDIS_URL:
         }
     }
     CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
+    # A publish (on commit, in a web request) gives up within about 1 s when Redis is down or
+    # frozen: 1 s to connect or to answer, no retry of kombu's own (redis-py reconnects a
+    # stale connection itself); core/queueing.py logs it and the request still succeeds.
+    # The visibility timeout is set below, from the tasks' time limits.
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"socket_connect_timeout": 1, "socket_timeout": 1}
 else:
     # In memory: events reach only websockets served by the same web process (one process
     # in the demo). Run several web processes only with REDIS_URL.
@@ -210,6 +237,12 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_TIMEOUT = 1
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 0}
+# A task whose worker process died is handed to another worker: every task is idempotent (the
+# jobs run only while queued, a shadow prediction or a webhook delivery already recorded is
+# not redone, the beat checks look at the state now).
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 
 # Model registry jobs (training, evaluation, batch prediction): time limits, heartbeat, reaper.
@@ -226,6 +259,11 @@ CELERY_TASK_ANNOTATIONS = {
         "models_registry.batch_predict_execute",
     )
 }
+# Every other task has its limits on its decorator (a test checks that none is without).
+if REDIS_URL:
+    # Redis hands an unacknowledged message to another worker after this long (its worker
+    # died): longer than any task may run, or a long training run would be delivered twice.
+    CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = TRAINING_SOFT_TIME_LIMIT + 300 + 600
 # A running job writes a heartbeat this often; one silent for JOB_STALE_SECONDS is "worker lost".
 JOB_HEARTBEAT_SECONDS = float(env("JOB_HEARTBEAT_SECONDS") or 10)
 JOB_STALE_SECONDS = float(env("JOB_STALE_SECONDS") or 120)
@@ -252,7 +290,7 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
         "rest_framework.parsers.FormParser",
     ],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "core.api_schema.AutoSchema",
     "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
@@ -263,25 +301,86 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Station capture API and inspector/supervisor endpoints.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "core.api_schema.common_errors_hook",
+    ],
 }
 
-LOG_LEVEL = env("LOG_LEVEL", "INFO")
+# Logs: one JSON object a line by default with DEBUG off (what a log shipper reads), plain
+# text with DEBUG on; LOG_FORMAT=json|plain chooses. Each line carries the request id of the
+# HTTP request or Celery task it belongs to (core/request_id.py, core/logs.py).
+LOG_LEVEL = (env("LOG_LEVEL") or "INFO").upper()
+LOG_FORMAT = (env("LOG_FORMAT") or ("plain" if DEBUG else "json")).lower()
+if LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or plain, got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "core.logs.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"},
+        "json": {"()": "core.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.request": {"level": "ERROR"},
         "django.server": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
+        # uvicorn's own lines (start-up, access log) in the same format, not its default one.
+        "uvicorn": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "uvicorn.error": {"level": LOG_LEVEL},
+        "uvicorn.access": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
     },
 }
 
-if not DEBUG:
-    SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
-    CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+# Security. DEBUG=0 assumes HTTPS behind a proxy that sets X-Forwarded-Proto: secure cookies,
+# HSTS and a redirect to https. HTTPS=0 runs plain HTTP (a test rig, a closed network) with the
+# rest of the production settings. The probes and the scraper may use plain HTTP inside the
+# operator's network, so they are not redirected.
+HTTPS = env_bool("HTTPS", not DEBUG)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = HTTPS
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600) if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+# Our pages load scripts and styles from our static files only (core/csp.py).
+CONTENT_SECURITY_POLICY = env("CONTENT_SECURITY_POLICY") or (
+    "default-src 'self'; img-src 'self' data: blob:; connect-src 'self' ws: wss:; "
+    "style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'self'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+# Pages that ship their own <style> blocks (Django's admin, Swagger UI): inline styles allowed.
+CONTENT_SECURITY_POLICY_INLINE_STYLE_PATHS = ["/admin/", "/api/docs/"]
+
+# Operations: /healthz, /readyz (config/health.py) and /metrics (config/metrics.py).
+HEALTH_CHECK_TIMEOUT_SECONDS = float(env("HEALTH_CHECK_TIMEOUT_SECONDS") or 2)
+# Set: /metrics needs `Authorization: Bearer <METRICS_TOKEN>`.
+METRICS_TOKEN = env("METRICS_TOKEN")
+# Set (CIDRs, e.g. 10.0.0.0/8,127.0.0.1/32): only these client addresses may read /metrics.
+try:
+    METRICS_ALLOWED_NETWORKS = [
+        ipaddress.ip_network(cidr, strict=False)
+        for cidr in env_list("METRICS_ALLOWED_NETWORKS", "")
+    ]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {exc}") from exc
+
 
 # Monitoring: alerts link to the pages at PUBLIC_URL; email through Django's backend (SMTP when
 # EMAIL_HOST is set, else the console: alerts are printed by the worker).

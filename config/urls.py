@@ -3,12 +3,17 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from config import health, metrics
 from core.errors import json_not_found
 from inspection import views as inspection_views
 
 urlpatterns = [
+    # Operations (shared/INTERFACES.md): probes and the Prometheus scrape, no login.
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("", inspection_views.home, name="home"),
     path("inspect/<str:line_codes>/", inspection_views.inspect, name="inspect"),
     path("supervise/", inspection_views.supervise, name="supervise"),
@@ -23,7 +28,9 @@ urlpatterns = [
     path("api/v1/", include("inspection.urls")),
     path("api/v1/", include("labeling.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Swagger UI from our own static files (drf-spectacular-sidecar: factories are often
+    # offline), its start-up script a file of its own (the CSP refuses inline scripts).
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     # Unknown API URLs answer JSON even with DEBUG on (Django's debug 404 page is HTML).
     re_path(r"^api/", json_not_found),
 ]

@@ -3,12 +3,24 @@
 Bodies look like `{"error": {"code": "not_image", "message": "...", "fields": {...}}}`.
 """
 
+import json
 import logging
+import sys
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import (
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404, JsonResponse
+from django.db import InterfaceError as DatabaseInterfaceError
+from django.db import OperationalError as DatabaseOperationalError
+from django.http import Http404, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -26,12 +38,15 @@ class ApplicationError(Exception):
         code: str = "invalid",
         status: int = 400,
         extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.status = status
         self.extra = extra or {}
+        # e.g. {"Retry-After": "2"} on a 503: the client may try again then.
+        self.headers = headers or {}
 
 
 _MESSAGES = {
@@ -67,9 +82,83 @@ def _describe_fields(detail: dict) -> str:
     return "; ".join(parts)
 
 
+def _bad_request_error(exc: Exception) -> ApplicationError | None:
+    """What a request Django or a parser refused as malformed or oversized becomes (never 500)."""
+    if isinstance(exc, RequestDataTooBig):
+        return ApplicationError(
+            "The request's form fields or JSON body are too large "
+            f"(at most {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes, files aside).",
+            code="too_large",
+            status=413,
+        )
+    if isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
+        return ApplicationError(
+            "The request has too many form fields "
+            f"(at most {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS}).",
+            code="too_many_fields",
+        )
+    if isinstance(exc, RecursionError):
+        return ApplicationError("The request body is nested too deeply.", code="too_deep")
+    if isinstance(exc, SuspiciousOperation):
+        return ApplicationError("The request is malformed.", code="bad_request")
+    if isinstance(exc, UnicodeDecodeError | json.JSONDecodeError):
+        return ApplicationError(_MESSAGES["parse_error"], code="parse_error")
+    return None
+
+
+# The database cannot be reached (down, restarting, failing over, its pool out of connections):
+# psycopg's own errors (the pool's timeout among them) reach us wrapped by Django, or not.
+try:
+    from psycopg import InterfaceError as _PsycopgInterfaceError
+    from psycopg import OperationalError as _PsycopgOperationalError
+except ImportError:  # SQLite only
+    _DATABASE_ERRORS: tuple[type[BaseException], ...] = ()
+else:
+    _DATABASE_ERRORS = (_PsycopgOperationalError, _PsycopgInterfaceError)
+DATABASE_ERRORS = (DatabaseOperationalError, DatabaseInterfaceError, *_DATABASE_ERRORS)
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+def database_unavailable_error(exc: BaseException) -> ApplicationError | None:
+    """A database that cannot answer is a 503 the client retries (Retry-After), never a 500."""
+    if not isinstance(exc, DATABASE_ERRORS):
+        return None
+    logger.warning("database unavailable: %s: %s", type(exc).__name__, str(exc).strip()[:500])
+    return ApplicationError(
+        "The database is unavailable right now; retry in a few seconds "
+        "(a capture with the same idempotency key is stored once).",
+        code="database_unavailable",
+        status=503,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
+
+
+def database_unavailable_response(request, exc: BaseException) -> HttpResponse | None:
+    """The 503 a plain Django view answers when the database is unavailable (JSON under
+    /api/, a short page elsewhere); None for any other error."""
+    error = database_unavailable_error(exc)
+    if error is None:
+        return None
+    if _wants_json(request):
+        response = JsonResponse(error_body(error.code, error.message), status=error.status)
+    else:
+        response = HttpResponse(
+            "The service is unavailable for a moment: its database cannot be reached. "
+            "Reload the page in a few seconds.",
+            status=error.status,
+            content_type="text/plain; charset=utf-8",
+        )
+    for name, value in error.headers.items():
+        response[name] = value
+    return response
+
+
 def api_exception_handler(exc: Exception, context: dict) -> Response:
+    exc = _bad_request_error(exc) or database_unavailable_error(exc) or exc
     if isinstance(exc, ApplicationError):
-        return Response(error_body(exc.code, exc.message, **exc.extra), status=exc.status)
+        return Response(
+            error_body(exc.code, exc.message, **exc.extra), status=exc.status, headers=exc.headers
+        )
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(detail={"non_field_errors": exc.messages})
     elif isinstance(exc, Http404):
@@ -103,6 +192,7 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
     return response
 
 
+@csrf_exempt  # it changes nothing: a POST to an unknown API URL is a 404, not a CSRF 403
 def json_not_found(request, exception=None) -> JsonResponse:
     return JsonResponse(error_body("not_found", f"No such page: {request.path}"), status=404)
 
@@ -126,6 +216,11 @@ def handler404(request, exception=None):
 
 
 def handler500(request):
+    # With DEBUG off, a database error outside any view (a middleware's session read) lands
+    # here; core.middleware answers those raised by views.
+    unavailable = database_unavailable_response(request, sys.exc_info()[1] or Exception())
+    if unavailable is not None:
+        return unavailable
     if _wants_json(request):
         return json_server_error(request)
     from django.views.defaults import server_error

@@ -15,6 +15,11 @@ from django.db import transaction
 
 logger = logging.getLogger(__name__)
 
+# Events waiting for the sender thread, at most: while Redis is frozen the thread waits on it,
+# and the requests go on queueing; past this the newest are dropped (and counted in the log),
+# so a long outage costs neither memory nor a blocked request.
+MAX_PENDING = 10_000
+
 
 async def _send_all(messages: list[tuple[str, dict]]) -> None:
     layer = get_channel_layer()
@@ -29,10 +34,11 @@ class _BackgroundSender:
     it), so the few lost if a process dies between commit and send are acceptable.
     """
 
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+    def __init__(self, max_pending: int = MAX_PENDING) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self.dropped = 0
 
     def submit(self, messages: list[tuple[str, dict]]) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -42,7 +48,16 @@ class _BackgroundSender:
                         target=self._run, name="channel-events", daemon=True
                     )
                     self._thread.start()
-        self._queue.put(messages)
+        try:
+            self._queue.put_nowait(messages)
+        except queue.Full:
+            self.dropped += 1
+            if self.dropped % 1000 == 1:
+                logger.warning(
+                    "channel layer not answering: %s events dropped so far (%s waiting)",
+                    self.dropped,
+                    self._queue.qsize(),
+                )
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()

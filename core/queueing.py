@@ -3,9 +3,14 @@
 Services enqueue work through here rather than importing their app's `tasks` module (which
 imports the services: a cycle). A task is named once, in its `@shared_task(name=...)`, and
 sent by that name; in eager mode (tests) it runs in place as usual.
+
+When Redis is down or frozen a publish gives up within about 1 s (the broker's connect and
+socket timeouts and publish retry policy, config/settings.py), so a request that committed
+answers in time, and its work is reported lost instead of blocking the station.
 """
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -44,10 +49,17 @@ def task_send_on_commit(
     """
 
     def send() -> None:
+        started = time.monotonic()
         try:
             task_send(name, *args, task_id=task_id)
-        except (OperationalError, OSError) as exc:  # the broker is down: the rows are safe
-            logger.warning("could not queue %s%s: %s", name, tuple(args), exc)
+        except Exception as exc:  # whatever the broker raised: the committed rows are safe
+            waited = time.monotonic() - started
+            if isinstance(exc, OperationalError | OSError):  # the broker is down or frozen
+                logger.warning(
+                    "could not queue %s%s (gave up after %.1f s): %s", name, args, waited, exc
+                )
+            else:
+                logger.exception("could not queue %s%s", name, args)
             if on_failure is not None:
                 on_failure(exc)
 

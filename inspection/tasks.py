@@ -8,6 +8,8 @@ from inspection.services import predictions, rescoring
 @shared_task(
     name="inspection.capture_predict_offline",
     acks_late=True,
+    soft_time_limit=50,
+    time_limit=60,
     autoretry_for=(OSError,),
     retry_backoff=True,
     max_retries=3,
@@ -19,7 +21,7 @@ def capture_predict_offline(capture_id: str, role: str = "shadow") -> int | None
 
 
 # The name is the registry's: the registry queues the job (models_registry.services.batch) and
-# the scoring, which reads captures, runs here.
+# the scoring, which reads captures, runs here. Its time limits are the jobs' (settings).
 @shared_task(name="models_registry.batch_predict_execute", bind=True, acks_late=True)
 def batch_predict_execute(self, batch_id: int) -> str | None:
     result = rescoring.batch_predict_execute(

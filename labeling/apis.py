@@ -4,12 +4,14 @@ dataset versions (create, export as COCO). Parse, call one service or selector, 
 import mimetypes
 
 from django.http import FileResponse
+from django.utils.http import content_disposition_header
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api_schema import INT_MAX, errors
 from core.blobs import blob_path
 from core.errors import ApplicationError
 from core.permissions import IsLabeler, IsSupervisor
@@ -19,7 +21,7 @@ from labeling.models import Annotation, DatasetVersion, LabelTask, LabelTaskSour
 
 
 class TaskSerializer(serializers.ModelSerializer):
-    line = serializers.CharField(source="line.code", default=None)
+    line = serializers.CharField(source="line.code", default=None, allow_null=True)
     image_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -54,7 +56,9 @@ class TaskSerializer(serializers.ModelSerializer):
 class AnnotationSerializer(serializers.ModelSerializer):
     task = TaskSerializer()
     labeler = serializers.CharField(source="labeler.username")
-    reviewed_by = serializers.CharField(source="reviewed_by.username", default=None)
+    reviewed_by = serializers.CharField(
+        source="reviewed_by.username", default=None, allow_null=True
+    )
 
     class Meta:
         model = Annotation
@@ -148,7 +152,7 @@ class TaskImageApi(APIView):
 class AnnotationInputSerializer(serializers.Serializer):
     label = serializers.ChoiceField(choices=["", "ok", "defect"], required=False)
     regions = serializers.JSONField(required=False)
-    revision = serializers.IntegerField(required=False, min_value=0)
+    revision = serializers.IntegerField(required=False, min_value=0, max_value=INT_MAX)
 
 
 class AnnotationDetailApi(APIView):
@@ -161,7 +165,9 @@ class AnnotationDetailApi(APIView):
     def get(self, request, annotation_id):
         return _annotation_response(annotation_id)
 
-    @extend_schema(request=AnnotationInputSerializer, responses=AnnotationSerializer)
+    @extend_schema(
+        request=AnnotationInputSerializer, responses={200: AnnotationSerializer, **errors(409)}
+    )
     def put(self, request, annotation_id):
         data = AnnotationInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -174,7 +180,9 @@ class AnnotationDetailApi(APIView):
 class AnnotationSubmitApi(APIView):
     permission_classes = [IsAuthenticated, IsLabeler]
 
-    @extend_schema(request=AnnotationInputSerializer, responses=AnnotationSerializer)
+    @extend_schema(
+        request=AnnotationInputSerializer, responses={200: AnnotationSerializer, **errors(409)}
+    )
     def post(self, request, annotation_id):
         data = AnnotationInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -189,7 +197,7 @@ class AnnotationReleaseApi(APIView):
 
     permission_classes = [IsAuthenticated, IsLabeler]
 
-    @extend_schema(request=None, responses={204: None})
+    @extend_schema(request=None, responses={204: None, **errors(409)})
     def post(self, request, annotation_id):
         services.annotation_release(annotation_id=annotation_id, user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -215,7 +223,9 @@ class ReviewInputSerializer(serializers.Serializer):
 class ReviewAcceptApi(APIView):
     permission_classes = [IsAuthenticated, IsSupervisor]
 
-    @extend_schema(request=ReviewInputSerializer, responses=AnnotationSerializer)
+    @extend_schema(
+        request=ReviewInputSerializer, responses={200: AnnotationSerializer, **errors(409)}
+    )
     def post(self, request, annotation_id):
         data = ReviewInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -228,7 +238,9 @@ class ReviewAcceptApi(APIView):
 class ReviewSendBackApi(APIView):
     permission_classes = [IsAuthenticated, IsSupervisor]
 
-    @extend_schema(request=ReviewInputSerializer, responses=AnnotationSerializer)
+    @extend_schema(
+        request=ReviewInputSerializer, responses={200: AnnotationSerializer, **errors(409)}
+    )
     def post(self, request, annotation_id):
         data = ReviewInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -261,7 +273,7 @@ class LabelerStatsApi(APIView):
 
 
 class DatasetVersionSerializer(serializers.ModelSerializer):
-    created_by = serializers.CharField(source="created_by.username", default=None)
+    created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True)
 
     class Meta:
         model = DatasetVersion
@@ -290,7 +302,7 @@ class DatasetCreateSerializer(serializers.Serializer):
     split_fractions = serializers.ListField(
         child=serializers.FloatField(), min_length=3, max_length=3, required=False
     )
-    seed = serializers.IntegerField(required=False, default=0)
+    seed = serializers.IntegerField(required=False, default=0, min_value=0, max_value=INT_MAX)
 
 
 class DatasetListApi(APIView):
@@ -303,7 +315,10 @@ class DatasetListApi(APIView):
         versions = selectors.dataset_version_list(limit=200)
         return Response(DatasetVersionSerializer(versions, many=True).data)
 
-    @extend_schema(request=DatasetCreateSerializer, responses={201: DatasetVersionSerializer})
+    @extend_schema(
+        request=DatasetCreateSerializer,
+        responses={201: DatasetVersionSerializer, **errors(409)},
+    )
     def post(self, request):
         if not user_has_role(request.user, *SUPERVISING):
             raise ApplicationError(
@@ -338,5 +353,8 @@ class DatasetCocoApi(APIView):
         version = selectors.dataset_version_get(dataset_version_id=dataset_id)
         response = Response(services.dataset_version_coco(dataset_version=version))
         if request.query_params.get("download"):
-            response["Content-Disposition"] = f'attachment; filename="{version.name}.coco.json"'
+            # Any name a supervisor typed makes a valid header (quoted, or RFC 5987 encoded).
+            response["Content-Disposition"] = content_disposition_header(
+                True, f"{version.name}.coco.json"
+            )
         return response

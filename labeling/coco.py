@@ -53,8 +53,8 @@ def coco_read(document: Any) -> tuple[dict[str, dict[str, Any]], list[str]]:
     by_id: dict[Any, str] = {}
     for image in document["images"]:
         name = image.get("file_name") if isinstance(image, dict) else None
-        if not name:
-            errors.append(f"image entry without file_name: {image!r}"[:200])
+        if not name or not isinstance(name, str):
+            errors.append(f"image entry without a file_name string: {image!r}"[:200])
             continue
         by_id[image.get("id")] = name
         images[name] = {

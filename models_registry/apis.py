@@ -2,13 +2,14 @@
 per line and batch predictions. Supervisors write; every view parses, calls one service or
 selector, and serializes."""
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core import selectors as core_selectors
+from core.api_schema import ID_MAX, INT_MAX, errors
 from core.errors import ApplicationError
 from core.permissions import IsSupervisor
 from labeling.selectors import dataset_version_get
@@ -34,8 +35,8 @@ def _get(model, pk, what: str):
 
 
 class TrainingRunSerializer(serializers.ModelSerializer):
-    line = serializers.CharField(source="line.code", default=None)
-    model_version = serializers.PrimaryKeyRelatedField(read_only=True)
+    line = serializers.CharField(source="line.code", default=None, allow_null=True)
+    model_version = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
     percent = serializers.IntegerField()
     finished = serializers.BooleanField()
 
@@ -85,9 +86,15 @@ class TrainingRunListApi(APIView):
 
     class InputSerializer(serializers.Serializer):
         data_source = serializers.ChoiceField(choices=DataSource.choices)
-        dataset_version = serializers.IntegerField(required=False, allow_null=True)
-        synthetic_count = serializers.IntegerField(required=False, default=0)
-        synthetic_seed = serializers.IntegerField(required=False, default=0)
+        dataset_version = serializers.IntegerField(
+            required=False, allow_null=True, min_value=1, max_value=ID_MAX
+        )
+        synthetic_count = serializers.IntegerField(
+            required=False, default=0, min_value=0, max_value=INT_MAX
+        )
+        synthetic_seed = serializers.IntegerField(
+            required=False, default=0, min_value=0, max_value=INT_MAX
+        )
         line = serializers.CharField(required=False, allow_blank=True)
         benchmark = serializers.CharField(required=False, allow_blank=True)
         preset = serializers.ChoiceField(
@@ -96,12 +103,19 @@ class TrainingRunListApi(APIView):
         config = serializers.JSONField(required=False)
         name = serializers.CharField(required=False, max_length=120)
 
+        def validate_config(self, value):
+            if value is not None and not isinstance(value, dict):
+                raise serializers.ValidationError("config must be a JSON object.")
+            return value
+
     @extend_schema(responses=TrainingRunSerializer(many=True))
     def get(self, request):
         runs = selectors.training_runs()[:50]
         return Response(TrainingRunSerializer(runs, many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={201: TrainingRunSerializer})
+    @extend_schema(
+        request=InputSerializer, responses={201: TrainingRunSerializer, **errors(404, 409)}
+    )
     def post(self, request):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -131,7 +145,7 @@ class TrainingRunDetailApi(APIView):
 class TrainingRunCancelApi(APIView):
     permission_classes = SUPERVISOR
 
-    @extend_schema(request=None, responses=TrainingRunSerializer)
+    @extend_schema(request=None, responses={200: TrainingRunSerializer, **errors(409)})
     def post(self, request, run_id):
         run = services.training_run_cancel(
             run=_get(TrainingRun, run_id, "training run"), user=request.user
@@ -201,8 +215,15 @@ class DeploymentSerializer(serializers.ModelSerializer):
         ]  # fmt: skip
 
 
+class LineDeploymentsSerializer(serializers.Serializer):
+    """What every rollout action answers: the line's deployments after it."""
+
+    line = serializers.CharField()
+    deployments = DeploymentSerializer(many=True)
+
+
 class _VersionInput(serializers.Serializer):
-    model_version = serializers.IntegerField()
+    model_version = serializers.IntegerField(min_value=1, max_value=ID_MAX)
     reason = serializers.CharField(required=False, allow_blank=True, default="")
 
 
@@ -230,7 +251,7 @@ class ShadowApi(_RolloutApi):
 
     InputSerializer = _VersionInput
 
-    @extend_schema(request=_VersionInput, responses=DeploymentSerializer(many=True))
+    @extend_schema(request=_VersionInput, responses={200: LineDeploymentsSerializer, **errors(409)})
     def post(self, request, code):
         line, data = self._input(request, code)
         services.rollout_shadow_start(
@@ -238,7 +259,7 @@ class ShadowApi(_RolloutApi):
         )
         return self._answer(line)
 
-    @extend_schema(request=None, responses=DeploymentSerializer(many=True))
+    @extend_schema(request=None, responses={200: LineDeploymentsSerializer, **errors(409)})
     def delete(self, request, code):
         line = core_selectors.line_get(code=code)
         services.rollout_shadow_stop(line=line, user=request.user)
@@ -248,9 +269,13 @@ class ShadowApi(_RolloutApi):
 class CanaryInput(_VersionInput):
     percent = serializers.FloatField(required=False, default=5.0)
     auto_ramp = serializers.BooleanField(required=False, default=False)
-    ramp_interval_minutes = serializers.IntegerField(required=False, default=60, min_value=1)
+    ramp_interval_minutes = serializers.IntegerField(
+        required=False, default=60, min_value=1, max_value=INT_MAX
+    )
     max_override_percent = serializers.FloatField(required=False, default=10.0)
-    min_decisions = serializers.IntegerField(required=False, default=20, min_value=1)
+    min_decisions = serializers.IntegerField(
+        required=False, default=20, min_value=1, max_value=INT_MAX
+    )
 
 
 class CanaryApi(_RolloutApi):
@@ -258,18 +283,18 @@ class CanaryApi(_RolloutApi):
 
     InputSerializer = CanaryInput
 
-    @extend_schema(request=CanaryInput, responses=DeploymentSerializer(many=True))
+    @extend_schema(request=CanaryInput, responses={200: LineDeploymentsSerializer, **errors(409)})
     def post(self, request, code):
         line, data = self._input(request, code)
         data.pop("reason", None)
         services.rollout_canary_start(line=line, user=request.user, **data)
         return self._answer(line)
 
-    @extend_schema(request=None, responses=DeploymentSerializer(many=True))
+    @extend_schema(request=None, responses={200: LineDeploymentsSerializer, **errors(409)})
     def delete(self, request, code):
         line = core_selectors.line_get(code=code)
-        reason = request.data.get("reason", "") if hasattr(request, "data") else ""
-        services.rollout_canary_rollback(line=line, user=request.user, reason=reason or "")
+        reason = request.data.get("reason", "") if isinstance(request.data, dict) else ""
+        services.rollout_canary_rollback(line=line, user=request.user, reason=str(reason or ""))
         return self._answer(line)
 
 
@@ -279,7 +304,9 @@ class CanaryRampApi(_RolloutApi):
     class InputSerializer(serializers.Serializer):
         percent = serializers.FloatField(required=False, allow_null=True, default=None)
 
-    @extend_schema(request=InputSerializer, responses=DeploymentSerializer(many=True))
+    @extend_schema(
+        request=InputSerializer, responses={200: LineDeploymentsSerializer, **errors(409)}
+    )
     def post(self, request, code):
         line, data = self._input(request, code)
         services.rollout_canary_ramp(line=line, user=request.user, percent=data["percent"])
@@ -289,7 +316,7 @@ class CanaryRampApi(_RolloutApi):
 class PromoteApi(_RolloutApi):
     InputSerializer = _VersionInput
 
-    @extend_schema(request=_VersionInput, responses=DeploymentSerializer(many=True))
+    @extend_schema(request=_VersionInput, responses={200: LineDeploymentsSerializer, **errors(409)})
     def post(self, request, code):
         line, data = self._input(request, code)
         services.rollout_promote(
@@ -304,7 +331,9 @@ class RollbackApi(_RolloutApi):
     class InputSerializer(serializers.Serializer):
         reason = serializers.CharField(required=False, allow_blank=True, default="")
 
-    @extend_schema(request=InputSerializer, responses=DeploymentSerializer(many=True))
+    @extend_schema(
+        request=InputSerializer, responses={200: LineDeploymentsSerializer, **errors(409)}
+    )
     def post(self, request, code):
         line, data = self._input(request, code)
         services.rollout_rollback(line=line, user=request.user, reason=data["reason"])
@@ -316,15 +345,31 @@ class GateApi(APIView):
 
     permission_classes = SUPERVISOR
 
+    class FilterSerializer(serializers.Serializer):
+        model_version = serializers.IntegerField(min_value=1, max_value=ID_MAX)
+
+    @extend_schema(
+        parameters=[FilterSerializer],
+        responses=inline_serializer(
+            "PromotionGate",
+            {
+                "ok": serializers.BooleanField(),
+                "reason": serializers.CharField(),
+                "benchmark": serializers.CharField(),
+            },
+        ),
+    )
     def get(self, request, code):
         line = core_selectors.line_get(code=code)
-        version = _get(ModelVersion, request.query_params.get("model_version"), "model version")
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        version = _get(ModelVersion, filters.validated_data["model_version"], "model version")
         gate = selectors.promotion_gate(model_version=version, line=line)
         return Response({"ok": gate.ok, "reason": gate.reason, "benchmark": gate.benchmark})
 
 
 class BatchPredictionSerializer(serializers.ModelSerializer):
-    line = serializers.CharField(source="line.code", default=None)
+    line = serializers.CharField(source="line.code", default=None, allow_null=True)
     percent = serializers.IntegerField()
 
     class Meta:
@@ -342,7 +387,7 @@ class BatchPredictionListApi(APIView):
     permission_classes = SUPERVISOR
 
     class InputSerializer(serializers.Serializer):
-        model_version = serializers.IntegerField()
+        model_version = serializers.IntegerField(min_value=1, max_value=ID_MAX)
         received_after = serializers.DateTimeField()
         received_before = serializers.DateTimeField()
         line = serializers.CharField(required=False, allow_blank=True)
@@ -352,7 +397,9 @@ class BatchPredictionListApi(APIView):
         batches = selectors.batch_predictions()[:50]
         return Response(BatchPredictionSerializer(batches, many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={201: BatchPredictionSerializer})
+    @extend_schema(
+        request=InputSerializer, responses={201: BatchPredictionSerializer, **errors(404)}
+    )
     def post(self, request):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

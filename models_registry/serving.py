@@ -3,6 +3,10 @@
 A broken artifact never takes the API down: `predictor_for` raises `ServingError`, the caller
 routes the capture to a human, and the error is remembered (for `serving_errors()` and the
 line's status) and retried only after SERVING_ERROR_RETRY_SECONDS.
+
+At most SERVING_MAX_CONCURRENT images are in inference at once per process (each one costs
+memory in proportion to its pixels); a capture that waits longer than
+SERVING_QUEUE_TIMEOUT_SECONDS for a slot is answered 503 with Retry-After, nothing stored.
 """
 
 import logging
@@ -15,6 +19,7 @@ from typing import Any
 from django.conf import settings
 
 from core import blobs
+from core.errors import ApplicationError
 from models_registry.models import Deployment
 
 logger = logging.getLogger(__name__)
@@ -33,6 +38,12 @@ class _Failure:
 _predictors: dict[str, Any] = {}
 _failures: dict[str, _Failure] = {}
 _lock = threading.Lock()
+# Inference slots: made on first use with the size the settings say (never at import time).
+_slots: threading.BoundedSemaphore | None = None
+_slots_size = 0
+_slots_lock = threading.Lock()
+# What a station is told when every slot stayed busy: try again in this many seconds.
+BUSY_RETRY_AFTER_SECONDS = 2
 
 
 def artifact_path(artifact: str) -> Path:
@@ -70,15 +81,38 @@ def predictor_for(*, sha256: str, artifact: str) -> Any:
         return predictor
 
 
+def _inference_slots() -> threading.BoundedSemaphore:
+    global _slots, _slots_size
+    size = max(1, settings.SERVING_MAX_CONCURRENT)
+    with _slots_lock:
+        if _slots is None or _slots_size != size:
+            _slots, _slots_size = threading.BoundedSemaphore(size), size
+        return _slots
+
+
 def predict(*, sha256: str, artifact: str, image: Any) -> Any:
-    """Run one image through a model version; ServingError when it cannot."""
+    """Run one image through a model version; ServingError when it cannot, ApplicationError
+    (503, Retry-After) when every inference slot of this process stays busy too long."""
     predictor = predictor_for(sha256=sha256, artifact=artifact)
+    slots = _inference_slots()
+    if not slots.acquire(timeout=settings.SERVING_QUEUE_TIMEOUT_SECONDS):
+        logger.warning(
+            "inference busy: no slot free in %ss", settings.SERVING_QUEUE_TIMEOUT_SECONDS
+        )
+        raise ApplicationError(
+            "The inspection server is busy; send the capture again in a few seconds.",
+            code="busy",
+            status=503,
+            headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
+        )
     try:
         [prediction] = predictor.predict([image])
     except Exception as exc:
         message = f"model {sha256[:12]} failed to predict: {exc}"
         logger.exception(message)
         raise ServingError(message) from exc
+    finally:
+        slots.release()
     return prediction
 
 

@@ -2,7 +2,8 @@
 
 Training goes to the `training` queue (config/settings.py CELERY_TASK_ROUTES), so GPU workers
 can take it: `celery -A config worker -Q training`. Time limits come from settings
-(CELERY_TASK_ANNOTATIONS). Every task is idempotent: the service runs only a queued job.
+(CELERY_TASK_ANNOTATIONS); the beat checks, which run every minute, stop within one.
+Every task is idempotent: the service runs only a queued job.
 """
 
 from celery import shared_task
@@ -24,19 +25,21 @@ def evaluation_run_execute(self, evaluation_id: int) -> str | None:
     return result.status if result else None
 
 
-@shared_task(name="models_registry.canary_check", acks_late=True)
+@shared_task(name="models_registry.canary_check", acks_late=True, soft_time_limit=50, time_limit=60)
 def canary_check() -> int:
     """Beat: automatic canary rollback (override rate over its bound) and scheduled ramps."""
     return len(rollout.canary_check())
 
 
-@shared_task(name="models_registry.jobs_reap", acks_late=True)
+@shared_task(name="models_registry.jobs_reap", acks_late=True, soft_time_limit=50, time_limit=60)
 def jobs_reap() -> int:
     """Beat: jobs whose worker died (no heartbeat) become failed, 'worker lost'."""
     return len(jobs.jobs_reap())
 
 
-@shared_task(name="models_registry.auto_retrain_check", acks_late=True)
+@shared_task(
+    name="models_registry.auto_retrain_check", acks_late=True, soft_time_limit=50, time_limit=60
+)
 def auto_retrain_check() -> int:
     """Beat: start training on lines with enough new reviewed labels (their setting)."""
     return len(training.auto_retrain_check())

@@ -68,6 +68,15 @@ def postgres(require_service, settings) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _plain_http(settings):
+    """The test client speaks plain HTTP: what HTTPS=0 gives a test rig (DEBUG is off here,
+    so the settings assume HTTPS and would redirect every request to https://)."""
+    settings.SECURE_SSL_REDIRECT = False
+    settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = False
+    settings.SECURE_HSTS_SECONDS = 0
+
+
+@pytest.fixture(autouse=True)
 def _isolated_storage(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.MODELS_ROOT = tmp_path / "artifacts"

@@ -9,7 +9,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 
@@ -107,8 +107,30 @@ def read_manifest(path: str | Path) -> list[Item]:
 
 def read_manifest_report(path: str | Path) -> tuple[list[Item], list[str]]:
     """Like read_manifest, but for bulk imports: the good rows as items, and one message per
-    bad row that was left out. A manifest without the required columns still raises."""
-    return _read_manifest(Path(path))
+    bad row that was left out. A manifest without the required columns still raises.
+
+    Files must lie inside the manifest's folder: a row naming an absolute path, or one that
+    `../` (or a link) takes out of it, is refused like a missing file."""
+    return _read_manifest(Path(path), confined=True)
+
+
+def path_inside(folder: str | Path, name: str) -> Path | None:
+    """`folder / name` when it stays inside `folder`, or None for an absolute path (POSIX or
+    Windows), one that `../` takes out of the folder, or a link that points out of it."""
+    if not isinstance(name, str) or not name or "\x00" in name:
+        return None
+    if PurePosixPath(name).is_absolute() or PureWindowsPath(name).drive or name.startswith("\\"):
+        return None
+    folder = Path(folder)
+    joined = _join(folder, name)
+    try:
+        joined.resolve().relative_to(folder.resolve())
+    except (ValueError, OSError):
+        return None
+    return joined
+
+
+OUTSIDE_FOLDER = "is outside the folder (absolute paths and ../ are refused)"
 
 
 def read_folder(path: str | Path) -> list[Item]:
@@ -261,7 +283,7 @@ def _unit_hash(seed: int, key: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def _read_manifest(path: Path) -> tuple[list[Item], list[str]]:
+def _read_manifest(path: Path, *, confined: bool = False) -> tuple[list[Item], list[str]]:
     try:
         with path.open(newline="", encoding="utf-8-sig") as stream:
             reader = csv.DictReader(stream)
@@ -284,8 +306,8 @@ def _read_manifest(path: Path) -> tuple[list[Item], list[str]]:
     problems: list[str] = []
     first_line: dict[Path, int] = {}
     for line, row in rows:
-        row_problems, item = _parse_row(row, folder)
-        if row.get("file"):
+        row_problems, item = _parse_row(row, folder, confined=confined)
+        if row.get("file") and (not confined or path_inside(folder, row["file"])):
             key = (folder / row["file"]).resolve()
             if key in first_line:
                 row_problems.append(
@@ -300,7 +322,9 @@ def _read_manifest(path: Path) -> tuple[list[Item], list[str]]:
     return items, problems
 
 
-def _parse_row(row: dict[str, str], folder: Path) -> tuple[list[str], Item | None]:
+def _parse_row(
+    row: dict[str, str], folder: Path, *, confined: bool = False
+) -> tuple[list[str], Item | None]:
     problems = []
     file = row.get("file", "")
     label = row.get("label", "").lower()
@@ -308,6 +332,15 @@ def _parse_row(row: dict[str, str], folder: Path) -> tuple[list[str], Item | Non
     mask_file = row.get("mask_file", "")
     if not file:
         return ["empty file name"], None
+    if confined:
+        # Checked before anything else: whether such a file exists is not told either.
+        outside = [
+            f"{what} {name} {OUTSIDE_FOLDER}"
+            for what, name in (("image", file), ("mask", mask_file))
+            if name and path_inside(folder, name) is None
+        ]
+        if outside:
+            return outside, None
     image_path = _join(folder, file)
     if label not in LABELS:
         problems.append(f"label {row.get('label', '')!r} is not ok or defect")

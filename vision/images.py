@@ -9,7 +9,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "BMP", "WEBP"})
+# MPO is a JPEG with more pictures after the first (what many phone cameras write): its first
+# frame is an ordinary JPEG, and that is the one decoded.
+ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "BMP", "WEBP"})
+# The default pixel cap (16 MP, more than stations send): checked from the header, before any
+# pixel is decoded, so a small file that would decode to gigabytes costs nothing.
+DEFAULT_MAX_PIXELS = 16_000_000
 ERROR_CODES = frozenset({"empty", "not_image", "truncated", "too_large", "unsupported"})
 
 # Magic numbers of the accepted formats: bytes that start like one of them but cannot be opened
@@ -34,9 +39,10 @@ def image_sha256(data: bytes) -> str:
 
 
 def decode_image(
-    data: bytes, *, max_pixels: int = 20_000_000, max_bytes: int | None = None
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int | None = None
 ) -> np.ndarray:
     """Decode JPEG/PNG/BMP/WebP bytes into an (H, W, 3) uint8 RGB array, EXIF orientation applied.
+    A multi-picture JPEG (MPO) or an animated PNG/WebP gives its first frame.
 
     Raises ImageError when the bytes are empty, not an image, cut short, too large (checked from
     the header before any pixel is decoded) or in another format.
@@ -45,7 +51,7 @@ def decode_image(
     return _to_rgb(image)
 
 
-def load_image(path: str | Path, *, max_pixels: int = 20_000_000) -> np.ndarray:
+def load_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read and decode an image file; the ImageError message names the file."""
     path = Path(path)
     try:
@@ -59,7 +65,7 @@ def load_mask(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarr
     with nearest neighbour so it lines up with its image."""
     path = Path(path)
     try:
-        image = _open_checked(path.read_bytes(), max_pixels=20_000_000, max_bytes=None)
+        image = _open_checked(path.read_bytes(), max_pixels=DEFAULT_MAX_PIXELS, max_bytes=None)
     except ImageError as error:
         raise ImageError(error.code, f"{path}: {error.message}") from None
     if image.mode not in ("L", "RGB") and not image.mode.startswith("I"):

@@ -3,24 +3,27 @@
 
 import asyncio
 import contextlib
+import json
 import logging
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import connection
 from django.http import FileResponse
 from django.views.decorators.csrf import csrf_exempt
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.views import APIView
 
 from core import blobs
+from core.api_schema import ID_MAX, PAGE_PARAMETERS, errors, paginated
 from core.errors import ApplicationError
 from core.models import Verdict
+from core.pagination import BoundedLimitOffsetPagination
 from core.permissions import IsInspector, IsStation, IsStationOrStaff, is_station
 from inspection import events, selectors, services
 from inspection.apis.serializers import (
@@ -40,6 +43,63 @@ MAX_WAIT_SECONDS = 60
 WAIT_RECHECK_SECONDS = 1.0
 
 
+def _json_depth(value: Any) -> int:
+    """How deeply objects and lists nest in `value` (a scalar is 0), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "description": "A JSON object (serial number, fixture id, ...), as text.",
+        "example": '{"serial": "SN123"}',
+    }
+)
+class MetadataField(serializers.Field):
+    """A JSON object sent as a form field's text: at most CAPTURE_METADATA_MAX_BYTES, nested at
+    most CAPTURE_METADATA_MAX_DEPTH deep, checked before and while it is parsed."""
+
+    def to_internal_value(self, data: Any) -> dict:
+        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
+        limit = settings.CAPTURE_METADATA_MAX_BYTES
+        size = len(text.encode())
+        if size > limit:
+            raise serializers.ValidationError(
+                f"metadata is {size} bytes of JSON; at most {limit} bytes are accepted."
+            )
+        max_depth = settings.CAPTURE_METADATA_MAX_DEPTH
+        try:
+            value = json.loads(text)
+        except RecursionError:  # deeper than Python's parser goes
+            raise serializers.ValidationError(
+                f"metadata is nested too deeply; at most {max_depth} levels are accepted."
+            ) from None
+        except ValueError:
+            raise serializers.ValidationError("metadata must be a JSON object.") from None
+        depth = _json_depth(value)
+        if depth > max_depth:
+            raise serializers.ValidationError(
+                f"metadata is nested {depth} levels deep; at most {max_depth} are accepted."
+            )
+        if not isinstance(value, dict):
+            raise serializers.ValidationError("metadata must be a JSON object.")
+        return value
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
 class CaptureCollectionApi(APIView):
     """POST: a station sends a capture. GET: captures, newest first, with filters."""
 
@@ -50,16 +110,11 @@ class CaptureCollectionApi(APIView):
         line = serializers.CharField(max_length=32)
         idempotency_key = serializers.CharField(max_length=64)
         captured_at = serializers.DateTimeField(required=False)
-        metadata = serializers.JSONField(required=False, binary=True)
-
-        def validate_metadata(self, value: Any) -> dict:
-            if not isinstance(value, dict):
-                raise serializers.ValidationError("metadata must be a JSON object.")
-            return value
+        metadata = MetadataField(required=False)
 
     class FilterSerializer(serializers.Serializer):
-        line = serializers.CharField(required=False)
-        station = serializers.IntegerField(required=False)
+        line = serializers.CharField(required=False, max_length=32)
+        station = serializers.IntegerField(required=False, min_value=1, max_value=ID_MAX)
         status = serializers.ChoiceField(choices=DecisionStatus.choices, required=False)
         verdict = serializers.ChoiceField(choices=Verdict.choices, required=False)
         received_after = serializers.DateTimeField(required=False)
@@ -72,11 +127,20 @@ class CaptureCollectionApi(APIView):
 
     @extend_schema(
         request={"multipart/form-data": InputSerializer},
-        responses={200: CaptureOutputSerializer, 201: CaptureOutputSerializer},
+        responses={
+            200: CaptureOutputSerializer,
+            201: CaptureOutputSerializer,
+            **errors(403, 404, 409, 413, 415, 503),
+        },
     )
     def post(self, request):
-        content_length = int(request.META.get("CONTENT_LENGTH") or 0)
-        if content_length > settings.CAPTURE_MAX_BYTES + 64 * 1024:
+        # Normally refused before the body is read (core/asgi_limits.py); this covers WSGI.
+        limit = settings.CAPTURE_MAX_BYTES + settings.CAPTURE_FORM_OVERHEAD_BYTES
+        try:
+            content_length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            content_length = 0
+        if content_length > limit:
             raise ApplicationError(
                 f"The request is {content_length} bytes; images may be at most "
                 f"{settings.CAPTURE_MAX_BYTES} bytes.",
@@ -110,7 +174,11 @@ class CaptureCollectionApi(APIView):
             )
         return response
 
-    @extend_schema(parameters=[FilterSerializer], responses=CaptureOutputSerializer(many=True))
+    @extend_schema(
+        operation_id="v1_captures_list",
+        parameters=[FilterSerializer, *PAGE_PARAMETERS],
+        responses={200: paginated(CaptureOutputSerializer, "PaginatedCaptureList")},
+    )
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
@@ -125,7 +193,7 @@ class CaptureCollectionApi(APIView):
             received_after=data.get("received_after"),
             received_before=data.get("received_before"),
         )
-        paginator = LimitOffsetPagination()
+        paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(captures, request, view=self)
         return paginator.get_paginated_response(CaptureOutputSerializer(page, many=True).data)
 
@@ -167,28 +235,65 @@ class CaptureDetailApi(APIView):
 _detail_view = CaptureDetailApi.as_view()
 
 
+async def _listen_for_decision(capture_id: Any) -> tuple[Any, str | None]:
+    """(layer, channel) subscribed to the capture's decision event, or (None, None) when the
+    channel layer cannot be reached (Redis down): the caller then re-reads the database."""
+    try:
+        layer = get_channel_layer()
+        channel = await asyncio.wait_for(layer.new_channel(), timeout=WAIT_RECHECK_SECONDS)
+        await asyncio.wait_for(
+            layer.group_add(events.capture_group(capture_id), channel),
+            timeout=WAIT_RECHECK_SECONDS,
+        )
+    except Exception as exc:  # connection refused, timeouts, a broken layer: never a 500
+        logger.warning("long poll without the channel layer (%s); re-reading the database", exc)
+        return None, None
+    return layer, channel
+
+
+def _release_connection() -> None:
+    # A waiting station must not hold a pooled database connection for its whole wait: with
+    # eight stations waiting, the pool ran dry and other requests answered 503.
+    connection.close()
+
+
+def _decision_status_released(capture_id: Any) -> str | None:
+    try:
+        return selectors.capture_decision_status(capture_id=capture_id)
+    finally:
+        _release_connection()
+
+
 async def _wait_for_decision(capture_id: Any, seconds: float) -> None:
-    """Sleep until the capture's decision event arrives (or a re-read finds it decided)."""
+    """Sleep until the capture's decision event arrives (or a re-read finds it decided).
+
+    The database is re-read at least every WAIT_RECHECK_SECONDS, so a station still gets its
+    verdict when the channel layer is down or fails while it waits.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
-    group = events.capture_group(capture_id)
-    await layer.group_add(group, channel)
+    layer, channel = await _listen_for_decision(capture_id)
     try:
         while True:
-            decision_status = await sync_to_async(selectors.capture_decision_status)(
-                capture_id=capture_id
-            )
+            decision_status = await sync_to_async(_decision_status_released)(capture_id)
             remaining = deadline - loop.time()
             if decision_status != DecisionStatus.PENDING or remaining <= 0:
                 return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    layer.receive(channel), timeout=min(remaining, WAIT_RECHECK_SECONDS)
-                )
+            timeout = min(remaining, WAIT_RECHECK_SECONDS)
+            if channel is None:
+                await asyncio.sleep(timeout)
+                continue
+            try:
+                await asyncio.wait_for(layer.receive(channel), timeout=timeout)
+            except TimeoutError:
+                pass
+            except Exception as exc:  # the layer went away mid-wait: keep re-reading
+                logger.warning("channel layer failed during a long poll (%s)", exc)
+                channel = None
     finally:
-        await layer.group_discard(group, channel)
+        if channel is not None:
+            with contextlib.suppress(Exception):
+                await layer.group_discard(events.capture_group(capture_id), channel)
 
 
 @csrf_exempt
@@ -198,6 +303,7 @@ async def capture_detail(request, capture_id):
     if request.method != "GET" or response.status_code != 200:
         return response
     seconds = _wait_seconds(request)
+    await sync_to_async(_release_connection)()
     if not seconds or response.data["status"] != DecisionStatus.PENDING:
         return response
     await _wait_for_decision(capture_id, seconds)
@@ -214,7 +320,7 @@ class CaptureClaimApi(APIView):
 
     permission_classes = [IsAuthenticated, IsInspector]
 
-    @extend_schema(request=None, responses=CaptureOutputSerializer)
+    @extend_schema(request=None, responses={200: InspectorCaptureSerializer, **errors(409)})
     def post(self, request, capture_id):
         # Claiming again renews the lease: the page does so while the capture stays open.
         services.capture_claim(capture=capture_id, user=request.user)
@@ -233,7 +339,7 @@ class CaptureVerdictApi(APIView):
         regions = RegionSerializer(many=True, required=False)
         note = serializers.CharField(required=False, allow_blank=True, max_length=2000)
 
-    @extend_schema(request=InputSerializer, responses=CaptureOutputSerializer)
+    @extend_schema(request=InputSerializer, responses={200: CaptureOutputSerializer, **errors(409)})
     def post(self, request, capture_id):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -259,7 +365,7 @@ class CaptureUndoApi(APIView):
 
     permission_classes = [IsAuthenticated, IsInspector]
 
-    @extend_schema(request=None, responses=InspectorCaptureSerializer)
+    @extend_schema(request=None, responses={200: InspectorCaptureSerializer, **errors(409)})
     def post(self, request, capture_id):
         services.verdict_undo(capture=capture_id, user=request.user)
         return inspector_response(capture_id)

@@ -8,6 +8,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api_schema import INT_MAX, errors
 from core.errors import ApplicationError
 from core.models import AutomationLevel
 from core.permissions import IsStationOrStaff, IsSupervisor, is_station
@@ -62,7 +63,9 @@ class LineDetailApi(APIView):
         pass_threshold = serializers.FloatField(min_value=0, max_value=1, required=False)
         fail_threshold = serializers.FloatField(min_value=0, max_value=1, required=False)
         audit_percent = serializers.FloatField(min_value=0, max_value=100, required=False)
-        min_shadow_captures = serializers.IntegerField(min_value=0, required=False)
+        min_shadow_captures = serializers.IntegerField(
+            min_value=0, max_value=INT_MAX, required=False
+        )
         min_agreement_percent = serializers.FloatField(min_value=0, max_value=100, required=False)
 
     def get_permissions(self):
@@ -82,7 +85,7 @@ class LineDetailApi(APIView):
     def get(self, request, code):
         return Response(LineOutputSerializer(self._line(request, code)).data)
 
-    @extend_schema(request=InputSerializer, responses=LineOutputSerializer)
+    @extend_schema(request=InputSerializer, responses={200: LineOutputSerializer, **errors(409)})
     def patch(self, request, code):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -1,12 +1,13 @@
 """The inspector's queue on some lines, with the header's figures."""
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.api_schema import errors
 from core.permissions import IsInspector
 from inspection import selectors, services
 from inspection.apis.serializers import InspectorCaptureSerializer
@@ -23,7 +24,38 @@ class InspectorQueueApi(APIView):
     class FilterSerializer(serializers.Serializer):
         lines = serializers.CharField(help_text="Line codes, comma-separated: L1,L2")
 
-    @extend_schema(parameters=[FilterSerializer])
+    @extend_schema(
+        parameters=[FilterSerializer],
+        responses={
+            200: inline_serializer(
+                "InspectorQueue",
+                {
+                    "lines": inline_serializer(
+                        "InspectorQueueLine",
+                        {
+                            "code": serializers.CharField(),
+                            "name": serializers.CharField(),
+                            "automation_level": serializers.CharField(),
+                            "queue_depth": serializers.IntegerField(),
+                        },
+                        many=True,
+                    ),
+                    "items": InspectorCaptureSerializer(many=True),
+                    "me": inline_serializer(
+                        "InspectorShift",
+                        {
+                            "decisions": serializers.IntegerField(),
+                            "median_seconds": serializers.FloatField(allow_null=True),
+                        },
+                    ),
+                    "server_time": serializers.DateTimeField(),
+                    "claim_lease_seconds": serializers.IntegerField(),
+                    "undo_seconds": serializers.IntegerField(),
+                },
+            ),
+            **errors(404),
+        },
+    )
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)

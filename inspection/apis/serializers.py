@@ -87,8 +87,10 @@ class InspectorCaptureSerializer(CaptureOutputSerializer):
     automation_level = serializers.CharField(source="line.automation_level")
     station_name = serializers.CharField(source="station.name")
     claimed_by = serializers.SerializerMethodField()
-    claim_expires_at = serializers.DateTimeField(source="decision.claim_expires_at")
-    claimed_at = serializers.DateTimeField(source="decision.claimed_at")
+    claim_expires_at = serializers.DateTimeField(
+        source="decision.claim_expires_at", allow_null=True
+    )
+    claimed_at = serializers.DateTimeField(source="decision.claimed_at", allow_null=True)
 
     def get_image_url(self, capture) -> str:
         return reverse("inspection:capture-image", args=[capture.pk])

@@ -7,6 +7,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from core import metrics
 from core.errors import ApplicationError
 from core.models import Verdict
 from inspection import events, selectors
@@ -143,6 +144,9 @@ def verdict_record(
         labeling_services.task_create_from_inspection(capture=capture, reason="uncertain")
     labeling_services.task_create_if_shadow_disagrees(capture=capture)
     events.decision_made_on_commit(decision=decision, capture=capture)
+    metrics.human_verdict_recorded(
+        line_code=capture.line.code, decision=decision, received_at=capture.received_at
+    )
     return decision
 
 
@@ -173,4 +177,7 @@ def _audit_record(
     if overridden:
         labeling_services.task_create_from_inspection(capture=capture, reason="override")
     events.audit_recorded_on_commit(capture=capture, decision=decision)
+    metrics.human_verdict_recorded(
+        line_code=capture.line.code, decision=decision, received_at=capture.received_at
+    )
     return decision

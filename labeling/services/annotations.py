@@ -86,9 +86,18 @@ def task_next(
 
 
 def _own_for_update(annotation_id: Any, user: Any) -> Annotation:
+    task_id = Annotation.objects.filter(pk=annotation_id).values_list("task_id", flat=True).first()
+    if task_id is None:
+        raise ApplicationError("No such annotation.", code="not_found", status=404)
+    # Task first, then annotation: the order every writer locks them in (a review, task_next),
+    # so two requests on one task wait for each other instead of deadlocking.
+    LabelTask.objects.select_for_update().filter(pk=task_id).first()
     annotation = (
-        Annotation.objects.select_for_update().select_related("task").filter(pk=annotation_id)
-    ).first()
+        Annotation.objects.select_for_update(of=("self",))
+        .select_related("task")
+        .filter(pk=annotation_id)
+        .first()
+    )
     if annotation is None:
         raise ApplicationError("No such annotation.", code="not_found", status=404)
     if annotation.labeler_id != user.pk:

@@ -29,7 +29,14 @@ from labeling.models import (
     LabelTask,
     LabelTaskStatus,
 )
-from vision.datasets import DatasetError, Item, read_folder, read_manifest_report
+from vision.datasets import (
+    OUTSIDE_FOLDER,
+    DatasetError,
+    Item,
+    path_inside,
+    read_folder,
+    read_manifest_report,
+)
 from vision.images import ImageError, decode_image, image_size, load_mask
 
 SPLITS = (DatasetSplit.TRAIN, DatasetSplit.VALIDATION, DatasetSplit.TEST)
@@ -292,6 +299,14 @@ def items_store(items: Sequence[Item], *, root: Path) -> tuple[list[ImportedFile
     errors: list[str] = []
     for item in items:
         name = _display_name(item.path, root)
+        outside = [
+            path for path in (item.path, item.mask_path) if path and not _within(Path(path), root)
+        ]
+        if outside:
+            # A manifest row or a COCO entry has been checked already; this also catches a
+            # link inside an imported folder that points out of it.
+            errors.append(f"{name}: {Path(outside[0]).name} {OUTSIDE_FOLDER}")
+            continue
         try:
             data = Path(item.path).read_bytes()
             image = decode_image(data, max_pixels=settings.CAPTURE_MAX_PIXELS)
@@ -322,6 +337,14 @@ def items_store(items: Sequence[Item], *, root: Path) -> tuple[list[ImportedFile
             )
         )
     return stored, errors
+
+
+def _within(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+    except (ValueError, OSError):
+        return False
+    return True
 
 
 def _display_name(path: Any, root: Path) -> str:
@@ -472,7 +495,10 @@ def dataset_version_from_coco(
     entries, errors = coco_read(document)
     items, missing = [], []
     for file_name, entry in entries.items():
-        image_path = root / file_name
+        image_path = path_inside(root, file_name)
+        if image_path is None:
+            missing.append(f"{file_name}: image {OUTSIDE_FOLDER}")
+            continue
         if not image_path.is_file():
             missing.append(f"{file_name}: image not found")
             continue

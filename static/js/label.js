@@ -292,7 +292,10 @@ function render() {
       svgElement("rect", { x: x0, y: y0, width: x1 - x0, height: y1 - y0, "data-index": index }, g);
     }
     const font = 12 / viewer.scale; // the same size on screen at any zoom
-    const tag = svgElement("text", { class: "tag", x: region.box[0], y: Math.max(font, region.box[1] - 3 / viewer.scale), style: `font-size:${font}px;stroke-width:${3 / viewer.scale}px` }, g);
+    const tag = svgElement("text", { class: "tag", x: region.box[0], y: Math.max(font, region.box[1] - 3 / viewer.scale) }, g);
+    // Through the CSSOM: a style attribute would be refused by the Content-Security-Policy.
+    tag.style.fontSize = `${font}px`;
+    tag.style.strokeWidth = `${3 / viewer.scale}px`;
     tag.textContent = `${index + 1} ${region.defect_type}`;
     if (index === state.selected) {
       const r = 5 / viewer.scale;

@@ -57,6 +57,11 @@ for (const form of document.querySelectorAll("form.api-form")) {
   });
 }
 
+// A choice that reloads the page with it (no inline handler: the Content-Security-Policy).
+for (const select of document.querySelectorAll("select[data-submit-on-change]")) {
+  select.addEventListener("change", () => select.form.submit());
+}
+
 for (const button of document.querySelectorAll("button[data-api]")) {
   button.addEventListener("click", async () => {
     const refusal = refusalNear(button);

@@ -6,6 +6,7 @@ Chromium is Debian's (`apt-get install chromium`, done by .ci/run); never `playw
 
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -90,6 +91,17 @@ def login(browser, base: str, username: str, *, width: int = 1366, height: int =
     page.click("button[type=submit]")
     page.wait_for_url(f"{base}/")
     return page
+
+
+def wait_for_js(page, expression: str, *, timeout: float = 30_000) -> None:
+    """`page.wait_for_function` without its `eval`, which the pages' Content-Security-Policy
+    refuses (script-src 'self', no 'unsafe-eval'): polls `page.evaluate`, which Playwright
+    runs through DevTools, outside the page's policy."""
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout / 1000:g} s: {expression}")
+        page.wait_for_timeout(100)
 
 
 def station_client(base: str, token: str) -> httpx.Client:

@@ -11,7 +11,7 @@ from core.blobs import blob_write
 from core.models import LineSettingsChange
 from inspection.models import Capture, Decision, Prediction
 from models_registry import services as registry_services
-from tests.browser.conftest import login, station_client
+from tests.browser.conftest import login, station_client, wait_for_js
 from tests.factories import (
     CaptureFactory,
     DecisionFactory,
@@ -162,7 +162,7 @@ def test_inspector_decides_live_captures_with_keyboard_and_drawn_box(
     page.hover("#overlay g.region >> nth=0")
     screenshot(page, "inspect-model-regions")
     page.keyboard.press("h")
-    page.wait_for_function("document.getElementById('heatmap').naturalWidth > 0", timeout=20000)
+    wait_for_js(page, "document.getElementById('heatmap').naturalWidth > 0", timeout=20000)
     screenshot(page, "inspect-heatmap")
     page.keyboard.press("h")
     page.click("#overlay g.region >> nth=1")
@@ -207,8 +207,9 @@ def test_supervisor_is_refused_partial_until_the_guard_rail_holds(
     form.locator("button[type=submit]").click()
     refusal = form.locator("[data-role=refusal]")
     refusal.wait_for()
-    page.wait_for_function(
-        "document.querySelector('form[data-line=L2] [data-role=refusal]').textContent.length > 0"
+    wait_for_js(
+        page,
+        "document.querySelector('form[data-line=L2] [data-role=refusal]').textContent.length > 0",
     )
     assert "0 of 3" in refusal.text_content()
     screenshot(page, "supervise-refused", full_page=True)

@@ -6,7 +6,7 @@ import pytest
 from core.blobs import blob_write
 from labeling.models import DatasetVersion, LabelTask
 from labeling.services import task_create_from_inspection
-from tests.browser.conftest import login
+from tests.browser.conftest import login, wait_for_js
 from tests.factories import CaptureFactory, DecisionFactory, ProductionLineFactory, UserFactory
 from vision.synth import encode_jpeg, synth_phone
 
@@ -42,7 +42,7 @@ def test_label_review_and_freeze_a_dataset_version(chromium, station_server, scr
     page.set_viewport_size({"width": 1366, "height": 768})
     page.goto("/label/")
     page.wait_for_selector("#stage:not([hidden])", state="attached")
-    page.wait_for_function("document.getElementById('photo').naturalWidth > 0")
+    wait_for_js(page, "document.getElementById('photo').naturalWidth > 0")
     # The inspector's box is there as a pre-annotation.
     assert page.locator("#regions li").count() == 1
     screenshot(page, "label-1-task-opened")
@@ -64,7 +64,7 @@ def test_label_review_and_freeze_a_dataset_version(chromium, station_server, scr
     # Nothing lost on reload: the autosaved polygon comes back.
     page.reload()
     page.wait_for_selector("#stage:not([hidden])", state="attached")
-    page.wait_for_function("document.querySelectorAll('#regions li').length === 2")
+    wait_for_js(page, "document.querySelectorAll('#regions li').length === 2")
     assert page.locator("#regions li select").nth(1).input_value() == "crack"
     page.keyboard.press("s")
     page.wait_for_selector("#message:has-text('submitted')")
@@ -76,7 +76,7 @@ def test_label_review_and_freeze_a_dataset_version(chromium, station_server, scr
     reviewer.set_viewport_size({"width": 1366, "height": 768})
     reviewer.goto("/label/review/")
     reviewer.wait_for_selector("#queue li")
-    reviewer.wait_for_function("document.getElementById('photo').naturalWidth > 0")
+    wait_for_js(reviewer, "document.getElementById('photo').naturalWidth > 0")
     screenshot(reviewer, "label-4-review")
     reviewer.keyboard.press("a")
     reviewer.wait_for_selector("#message:has-text('Accepted')")

@@ -5,7 +5,7 @@ import pytest
 
 from core.blobs import blob_write
 from monitoring import services
-from tests.browser.conftest import login
+from tests.browser.conftest import login, wait_for_js
 from tests.factories import ProductionLineFactory, UserFactory
 from tests.monitoring.conftest import SimulatedLine, reference_metadata
 from vision.images import encode_jpeg
@@ -52,9 +52,10 @@ def test_supervisor_sees_the_drift_its_chart_and_the_captures_side_by_side(
     thumbs = page.locator('[data-role="reference-thumbs"] img')
     recent = page.locator('[data-role="recent-thumbs"] img')
     assert thumbs.count() >= 4 and recent.count() == 8
-    page.wait_for_function(
+    wait_for_js(
+        page,
         "() => [...document.querySelectorAll('[data-role=thumbnails] img')]"
-        ".every((img) => img.complete && img.naturalWidth > 0)"
+        ".every((img) => img.complete && img.naturalWidth > 0)",
     )
     page.locator('[data-role="live"][data-state="live"]').wait_for()
     data.scroll_into_view_if_needed()

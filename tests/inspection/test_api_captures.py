@@ -160,11 +160,24 @@ def test_broken_artifact_falls_back_to_a_human_and_says_why(station, deployment,
 def test_same_idempotency_key_returns_the_first_capture(station, deployment, fake_models):
     client = client_for(station)
     first = post_capture(client, key="same")
-    again = post_capture(client, key="same", data=image_bytes(seed=5))
+    again = post_capture(client, key="same")
     assert (first.status_code, again.status_code) == (201, 200)
-    assert again.json()["id"] == first.json()["id"]
+    assert again.json() == first.json()
     assert Capture.objects.count() == 1
     assert len(stored_files()) == 1
+
+
+def test_same_idempotency_key_with_another_image_is_a_conflict(station, deployment, fake_models):
+    client = client_for(station)
+    first = post_capture(client, key="same")
+    other = post_capture(client, key="same", data=image_bytes(seed=5))
+    assert other.status_code == 409, other.content
+    error = other.json()["error"]
+    assert error["code"] == "idempotency_conflict"
+    assert "same" in error["message"] and first.json()["id"] in error["message"]
+    assert Capture.objects.count() == 1
+    assert len(stored_files()) == 1
+    assert post_capture(client, key="same").status_code == 200  # the first image still replays
 
 
 def test_same_key_from_another_station_is_another_capture(line, station, deployment):

@@ -15,8 +15,10 @@ pytestmark = pytest.mark.django_db
 
 def test_seed_demo_without_training_is_repeatable(tmp_path, capsys):
     tokens_file = tmp_path / "tokens.json"
-    call_command("seed_demo", "--no-train", "--tokens-file", str(tokens_file))
-    call_command("seed_demo", "--no-train", "--tokens-file", str(tokens_file))
+    for _ in range(2):  # DEBUG is off in tests: the demo passwords need the flag
+        call_command(
+            "seed_demo", "--no-train", "--allow-demo-passwords", "--tokens-file", str(tokens_file)
+        )
     out = capsys.readouterr().out
     assert {line.code: line.automation_level for line in ProductionLine.objects.all()} == {
         "L1": "partial",

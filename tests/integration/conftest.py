@@ -34,6 +34,7 @@ def child_env(**extra: str) -> dict[str, str]:
         **os.environ,
         "DATABASE_URL": child_database_url(),
         "DEBUG": "1",
+        "HTTPS": "0",  # plain http://127.0.0.1 (a test rig), whatever DEBUG says
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "MODELS_ROOT": str(settings.MODELS_ROOT),
         "PYTHONUNBUFFERED": "1",

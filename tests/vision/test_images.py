@@ -221,3 +221,31 @@ def test_image_sha256():
     assert image_sha256(b"abc") == (
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     )
+
+
+def test_multi_picture_jpeg_gives_its_first_frame():
+    first = Image.fromarray(np.full((32, 48, 3), (220, 20, 20), np.uint8))
+    second = Image.fromarray(np.full((16, 24, 3), (20, 220, 20), np.uint8))
+    data = _save(first, "MPO", save_all=True, append_images=[second])
+    assert Image.open(io.BytesIO(data)).format == "MPO"
+    decoded = decode_image(data)
+    assert decoded.shape == (32, 48, 3)
+    assert decoded[16, 24, 0] > 180 and decoded[16, 24, 1] < 60
+
+
+def test_a_flat_36_megapixel_png_is_refused_by_default_without_decoding():
+    buffer = io.BytesIO()
+    Image.new("L", (6000, 6000)).save(buffer, format="PNG", compress_level=9)
+    assert len(buffer.getvalue()) < 100_000
+    with pytest.raises(ImageError) as caught:
+        decode_image(buffer.getvalue())
+    assert caught.value.code == "too_large"
+
+
+def test_the_default_pixel_cap_is_16_megapixels():
+    with pytest.raises(ImageError) as caught:
+        decode_image(_png_header_only(4001, 4000))
+    assert caught.value.code == "too_large"
+    with pytest.raises(ImageError) as caught:
+        decode_image(_png_header_only(4000, 4000))  # 16 MP: past the cap check, then cut short
+    assert caught.value.code == "truncated"

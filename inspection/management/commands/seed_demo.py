@@ -5,8 +5,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth.models import Group, User
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from core.models import AutomationLevel, ProductionLine
@@ -42,8 +43,19 @@ class Command(BaseCommand):
         parser.add_argument(
             "--tokens-file", help="also write the stations' tokens to this JSON file"
         )
+        parser.add_argument(
+            "--allow-demo-passwords",
+            action="store_true",
+            help="create the demo users even with DEBUG off (their passwords are public)",
+        )
 
     def handle(self, *args, no_train: bool, train_minutes: float, train_images: int, **options):
+        if not settings.DEBUG and not options.get("allow_demo_passwords"):
+            raise CommandError(
+                "DEBUG is off: seed_demo would create users whose passwords are printed in the "
+                "README (inspector / inspector-demo, ...). Run it with DEBUG=1 for the demo, or "
+                "pass --allow-demo-passwords if this really is a throw-away installation."
+            )
         lines = self._lines_and_users()
         tokens = self._stations(lines)
         if options.get("tokens_file"):
