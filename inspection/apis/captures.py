@@ -253,8 +253,10 @@ async def _listen_for_decision(capture_id: Any) -> tuple[Any, str | None]:
 
 def _release_connection() -> None:
     # A waiting station must not hold a pooled database connection for its whole wait: with
-    # eight stations waiting, the pool ran dry and other requests answered 503.
-    connection.close()
+    # eight stations waiting, the pool ran dry and other requests answered 503. (Inside a
+    # transaction, as in tests, the connection stays: closing it would end the transaction.)
+    if not connection.in_atomic_block:
+        connection.close()
 
 
 def _decision_status_released(capture_id: Any) -> str | None:
