@@ -42,6 +42,19 @@ def _thumbnails(rows: list[CaptureRow]) -> list[str]:
 def _activate(line: ProductionLine, *, persist: bool = True, **fields: Any) -> Reference:
     if not persist:  # a read (an API GET) sees the reference the next run will store
         return Reference(line=line, is_active=True, **fields)
+    # One activation at a time per line: two runs (beat and the command) that both found no
+    # reference would otherwise both make one.
+    ProductionLine.objects.select_for_update().filter(pk=line.pk).first()
+    current = Reference.objects.filter(line=line, is_active=True).first()
+    model = fields.get("model_version")
+    model_id = model.pk if model is not None else fields.get("model_version_id")
+    if (
+        current is not None
+        and fields["kind"] != ReferenceKind.PINNED
+        and current.kind == fields["kind"]
+        and current.model_version_id == model_id
+    ):
+        return current  # the other run made it meanwhile
     Reference.objects.filter(line=line, is_active=True).update(is_active=False)
     return Reference.objects.create(line=line, is_active=True, **fields)
 
