@@ -105,9 +105,10 @@ def _known_hours(line: ProductionLine) -> dict:
     return {p["hour"]: (p["total"], p["defects"]) for p in periods if "hour" in p}
 
 
-def _yield_samples(line: ProductionLine, baseline: list[CaptureRow], now: datetime):
+def _yield_samples(
+    line: ProductionLine, baseline: list[CaptureRow], now: datetime, newest: datetime | None
+):
     # The last 24 hours of the line's production (up to its newest capture when it stopped).
-    newest = selectors.newest_activity(line=line)
     now = min(now, newest) if newest else now
     hours = selectors.hourly_yield(line=line, now=now, known=_known_hours(line))
     decided = [r for r in baseline if r.status == "decided"]
@@ -130,7 +131,7 @@ def _yield_samples(line: ProductionLine, baseline: list[CaptureRow], now: dateti
 
 
 def _evaluate(
-    line: ProductionLine, now: datetime, *, persist: bool = True
+    line: ProductionLine, now: datetime, through: datetime | None, *, persist: bool = True
 ) -> tuple[dict[str, detectors.SignalResult], dict]:
     rules = selectors.line_rules(line=line)
     reference = reference_for_line(line=line, size=rules.reference_size, persist=persist)
@@ -168,7 +169,7 @@ def _evaluate(
     else:
         concept, concept_baseline = detectors.ConceptSamples(0, 0, 0, 0), None
     results[Signal.CONCEPT_DRIFT] = detectors.concept_drift(concept)
-    results[Signal.YIELD] = detectors.yield_signal(_yield_samples(line, baseline, now))
+    results[Signal.YIELD] = detectors.yield_signal(_yield_samples(line, baseline, now, through))
     context = {
         "model_version": (
             {
@@ -203,7 +204,7 @@ def _report(line: ProductionLine, now: datetime, through: Any, *, persist: bool)
     # The statistics multiply small matrices: many BLAS threads only fight over the cores the
     # web and worker processes share (765 ms against 17 ms for one line on a busy machine).
     with threadpool_limits(limits=1):
-        results, context = _evaluate(line, now, persist=persist)
+        results, context = _evaluate(line, now, through, persist=persist)
     report = {
         "line": line.code,
         "automation_level": line.automation_level,
