@@ -401,6 +401,7 @@ def soak_setup(*, stations: int, inspectors: int, artifact: Path | None = None) 
         password = secrets.token_urlsafe(12)
         user = User.objects.create_user(username=f"soak-{run}-{n}", password=password)
         user.groups.add(group)
+        human_line.inspectors.add(user)  # inspectors see only their assigned lines
         users.append((user.username, password))
     return {"stations": tokens, "inspectors": users}
 

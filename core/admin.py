@@ -9,6 +9,7 @@ from core.models import LineSettingsChange, ProductionLine, Station
 class ProductionLineAdmin(admin.ModelAdmin):
     list_display = ["code", "name", "automation_level", "pass_threshold", "fail_threshold"]
     readonly_fields = ["automation_level", "pass_threshold", "fail_threshold", "audit_percent"]
+    filter_horizontal = ["inspectors"]  # who may inspect the line (supervisors see all)
 
 
 @admin.register(LineSettingsChange)

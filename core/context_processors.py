@@ -1,8 +1,8 @@
 """What every page's header needs: the links this user's roles open (inspectors see no
 supervisor controls)."""
 
-from core.models import ProductionLine
 from core.roles import INSPECTING, SUPERVISING, user_roles
+from core.selectors import lines_visible
 
 
 def navigation(request) -> dict:
@@ -11,7 +11,7 @@ def navigation(request) -> dict:
     may_supervise = bool(roles & {*SUPERVISING})
     line_codes: list[str] = []
     if may_inspect:
-        line_codes = list(ProductionLine.objects.values_list("code", flat=True))
+        line_codes = list(lines_visible(request.user).values_list("code", flat=True))
     return {
         "nav": {
             "inspect_lines": line_codes,

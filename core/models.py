@@ -26,6 +26,11 @@ class ProductionLine(models.Model):
     # decisions where the model gave a confident verdict (shadow or assisted), agreeing this often.
     min_shadow_captures = models.PositiveIntegerField(default=200)
     min_agreement_percent = models.FloatField(default=95.0)
+    # Inspectors see, claim and decide only the captures of lines they are assigned to;
+    # supervisors and admins see every line. Edited by supervisors (audited) and in the admin.
+    inspectors = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="assigned_lines"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -26,7 +26,8 @@ from models_registry.models import Deployment
 
 def line_list() -> QuerySet[ProductionLine]:
     return ProductionLine.objects.prefetch_related(
-        Prefetch("deployments", queryset=Deployment.objects.select_related("model_version"))
+        Prefetch("deployments", queryset=Deployment.objects.select_related("model_version")),
+        "inspectors",
     )
 
 
@@ -51,8 +52,14 @@ def capture_for_station(*, station: Station, idempotency_key: str) -> Capture | 
     return _capture_queryset().filter(station=station, idempotency_key=idempotency_key).first()
 
 
+def capture_line_id(*, capture_id: Any) -> int | None:
+    """The capture's line (None when there is no such capture): for access checks."""
+    return Capture.objects.filter(pk=capture_id).values_list("line_id", flat=True).first()
+
+
 def capture_list(
     *,
+    line_ids: set[int] | None = None,
     line: str | None = None,
     station_id: int | None = None,
     status: str | None = None,
@@ -61,6 +68,8 @@ def capture_list(
     received_before: datetime | None = None,
 ) -> QuerySet[Capture]:
     captures = _capture_queryset()
+    if line_ids is not None:  # an inspector: only the lines assigned to them
+        captures = captures.filter(line_id__in=line_ids)
     if line:
         captures = captures.filter(line__code=line)
     if station_id:

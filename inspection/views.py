@@ -1,6 +1,7 @@
 """HTML pages of inspection: home by role, the inspector's station, the supervisor's lines."""
 
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import render
 from django.utils import timezone
@@ -17,7 +18,11 @@ def home(request):
     return render(
         request,
         "home.html",
-        {"roles": sorted(user_roles(request.user)), "lines": core_selectors.line_list()},
+        {
+            "roles": sorted(user_roles(request.user)),
+            "lines": core_selectors.lines_visible(request.user),
+            "sees_all_lines": core_selectors.user_sees_all_lines(request.user),
+        },
     )
 
 
@@ -29,6 +34,11 @@ def inspect(request, line_codes: str):
     lines = list(core_selectors.line_list().filter(code__in=codes))
     if not codes or len(lines) != len(set(codes)):
         raise Http404("Unknown production line.")
+    for line in lines:
+        if not core_selectors.line_is_visible(request.user, line.pk):
+            raise PermissionDenied(
+                f"Line {line.code} is not assigned to you; a supervisor can assign it."
+            )
     config = {
         "lines": codes,
         "user": request.user.username,
@@ -51,5 +61,6 @@ def supervise(request):
             "overview": selectors.line_overview(now=timezone.now()),
             "levels": AutomationLevel.choices,
             "changes": selectors.recent_line_changes(),
+            "inspectors": core_selectors.inspector_users(),
         },
     )

@@ -163,7 +163,14 @@ class AnnotationDetailApi(APIView):
 
     @extend_schema(responses=AnnotationSerializer)
     def get(self, request, annotation_id):
-        return _annotation_response(annotation_id)
+        annotation = selectors.annotation_get(annotation_id=annotation_id)
+        # Blind labeling: a labeler never reads another's annotation (of a two-labeler task
+        # before both submitted, or ever); reviewers (supervisors, admins) read them all.
+        if annotation.labeler_id != request.user.pk and not user_has_role(
+            request.user, *SUPERVISING
+        ):
+            raise ApplicationError("No such annotation.", code="not_found", status=404)
+        return Response(AnnotationSerializer(annotation).data)
 
     @extend_schema(
         request=AnnotationInputSerializer, responses={200: AnnotationSerializer, **errors(409)}

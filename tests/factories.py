@@ -40,6 +40,12 @@ class UserFactory(factory.django.DjangoModelFactory):
         if create:
             self.save()
 
+    @factory.post_generation
+    def lines(self, create, extracted, **kwargs):
+        # An inspector sees only the lines assigned to them: UserFactory(roles=[...], lines=[L1])
+        for line in extracted or ():
+            line.inspectors.add(self)
+
 
 class ProductionLineFactory(factory.django.DjangoModelFactory):
     class Meta:

@@ -25,6 +25,7 @@ from core.errors import ApplicationError
 from core.models import Verdict
 from core.pagination import BoundedLimitOffsetPagination
 from core.permissions import IsInspector, IsStation, IsStationOrStaff, is_station
+from core.selectors import line_ids_visible, line_is_visible
 from inspection import events, selectors, services
 from inspection.apis.serializers import (
     CaptureOutputSerializer,
@@ -186,6 +187,7 @@ class CaptureCollectionApi(APIView):
         if is_station(request):
             data["station"] = request.auth.pk
         captures = selectors.capture_list(
+            line_ids=None if is_station(request) else line_ids_visible(request.user),
             line=data.get("line"),
             station_id=data.get("station"),
             status=data.get("status"),
@@ -196,6 +198,13 @@ class CaptureCollectionApi(APIView):
         paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(captures, request, view=self)
         return paginator.get_paginated_response(CaptureOutputSerializer(page, many=True).data)
+
+
+def capture_check_visible(user: Any, line_id: int | None) -> None:
+    """404 for a capture on a line this inspector is not assigned to (as if it did not exist:
+    its id says nothing then); supervisors and admins see every line."""
+    if line_id is None or not line_is_visible(user, line_id):
+        raise ApplicationError("No such capture.", code="not_found", status=404)
 
 
 def _wait_seconds(request) -> float | None:
@@ -227,8 +236,11 @@ class CaptureDetailApi(APIView):
     def get(self, request, capture_id):
         _wait_seconds(request)  # validates
         capture = selectors.capture_get(capture_id=capture_id)
-        if is_station(request) and capture.line_id != request.auth.line_id:
-            raise ApplicationError("No such capture.", code="not_found", status=404)
+        if is_station(request):
+            if capture.line_id != request.auth.line_id:
+                raise ApplicationError("No such capture.", code="not_found", status=404)
+        else:
+            capture_check_visible(request.user, capture.line_id)
         return capture_response(capture)
 
 
@@ -325,6 +337,7 @@ class CaptureClaimApi(APIView):
     @extend_schema(request=None, responses={200: InspectorCaptureSerializer, **errors(409)})
     def post(self, request, capture_id):
         # Claiming again renews the lease: the page does so while the capture stays open.
+        capture_check_visible(request.user, selectors.capture_line_id(capture_id=capture_id))
         services.capture_claim(capture=capture_id, user=request.user)
         return inspector_response(capture_id)
 
@@ -343,6 +356,7 @@ class CaptureVerdictApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={200: CaptureOutputSerializer, **errors(409)})
     def post(self, request, capture_id):
+        capture_check_visible(request.user, selectors.capture_line_id(capture_id=capture_id))
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         services.verdict_record(
@@ -358,6 +372,7 @@ class CaptureReleaseApi(APIView):
 
     @extend_schema(request=None, responses=InspectorCaptureSerializer)
     def post(self, request, capture_id):
+        capture_check_visible(request.user, selectors.capture_line_id(capture_id=capture_id))
         services.capture_release(capture=capture_id, user=request.user)
         return inspector_response(capture_id)
 
@@ -369,6 +384,7 @@ class CaptureUndoApi(APIView):
 
     @extend_schema(request=None, responses={200: InspectorCaptureSerializer, **errors(409)})
     def post(self, request, capture_id):
+        capture_check_visible(request.user, selectors.capture_line_id(capture_id=capture_id))
         services.verdict_undo(capture=capture_id, user=request.user)
         return inspector_response(capture_id)
 
@@ -381,6 +397,7 @@ class CaptureImageApi(APIView):
     @extend_schema(responses={(200, "image/*"): bytes})
     def get(self, request, capture_id):
         capture = selectors.capture_get(capture_id=capture_id)
+        capture_check_visible(request.user, capture.line_id)
         path = blobs.blob_path(capture.image)
         if not path.is_file():
             raise ApplicationError("The image file is missing.", code="not_found", status=404)
@@ -397,6 +414,7 @@ class CaptureHeatmapApi(APIView):
     @extend_schema(responses={(200, "image/png"): bytes})
     def get(self, request, capture_id):
         capture = selectors.capture_get(capture_id=capture_id)
+        capture_check_visible(request.user, capture.line_id)
         if InspectorCaptureSerializer().get_model(capture) is None:
             raise ApplicationError(
                 "The model's output is hidden for this capture.", code="no_heatmap", status=404

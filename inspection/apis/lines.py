@@ -12,6 +12,7 @@ from core.api_schema import INT_MAX, errors
 from core.errors import ApplicationError
 from core.models import AutomationLevel
 from core.permissions import IsStationOrStaff, IsSupervisor, is_station
+from core.selectors import line_is_visible, lines_visible
 from inspection import selectors, services
 from models_registry import serving
 
@@ -26,7 +27,11 @@ class LineOutputSerializer(serializers.Serializer):
     min_shadow_captures = serializers.IntegerField()
     min_agreement_percent = serializers.FloatField()
     updated_at = serializers.DateTimeField()
+    inspectors = serializers.SerializerMethodField()
     deployments = serializers.SerializerMethodField()
+
+    def get_inspectors(self, line) -> list[str]:
+        return sorted(user.username for user in line.inspectors.all())
 
     def get_deployments(self, line) -> list[dict[str, Any]]:
         errors = serving.serving_errors()  # what this web process failed to load
@@ -51,6 +56,8 @@ class LineListApi(APIView):
         lines = selectors.line_list()
         if is_station(request):
             lines = lines.filter(pk=request.auth.line_id)
+        else:  # inspectors: their assigned lines
+            lines = lines_visible(request.user, lines)
         return Response(LineOutputSerializer(lines, many=True).data)
 
 
@@ -67,6 +74,12 @@ class LineDetailApi(APIView):
             min_value=0, max_value=INT_MAX, required=False
         )
         min_agreement_percent = serializers.FloatField(min_value=0, max_value=100, required=False)
+        inspectors = serializers.ListField(
+            child=serializers.CharField(max_length=150),
+            max_length=1000,
+            required=False,
+            help_text="Usernames of the inspectors assigned to the line (the whole list).",
+        )
 
     def get_permissions(self):
         if self.request.method == "PATCH":
@@ -75,7 +88,11 @@ class LineDetailApi(APIView):
 
     def _line(self, request, code: str):
         line = selectors.line_list().filter(code=code).first()
-        if line is None or (is_station(request) and line.pk != request.auth.line_id):
+        if is_station(request):
+            visible = line is not None and line.pk == request.auth.line_id
+        else:
+            visible = line is not None and line_is_visible(request.user, line.pk)
+        if not visible:
             raise ApplicationError(
                 f"Unknown production line {code!r}.", code="unknown_line", status=404
             )

@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from core.api_schema import errors
 from core.permissions import IsInspector
+from core.selectors import line_get_visible
 from inspection import selectors, services
 from inspection.apis.serializers import InspectorCaptureSerializer
 
@@ -53,14 +54,14 @@ class InspectorQueueApi(APIView):
                     "undo_seconds": serializers.IntegerField(),
                 },
             ),
-            **errors(404),
+            **errors(403, 404),
         },
     )
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
         codes = [code for code in filters.validated_data["lines"].split(",") if code]
-        lines = [selectors.line_get(code=code) for code in codes]
+        lines = [line_get_visible(code=code, user=request.user) for code in codes]
         now = timezone.now()
         captures = selectors.inspector_queue(line_codes=codes, user=request.user, now=now)
         depths = selectors.queue_depth(line_codes=codes)

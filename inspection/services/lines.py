@@ -4,14 +4,17 @@ and their tokens (shown once, stored hashed)."""
 from dataclasses import dataclass
 from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from core.authentication import token_generate, token_hash
 from core.errors import ApplicationError
 from core.models import AutomationLevel, LineSettingsChange, ProductionLine, Station
+from core.roles import Role, user_has_role
 from inspection import events, policy, selectors
 
 _LINE_FIELDS = (
+    "inspectors",
     "name",
     "automation_level",
     "pass_threshold",
@@ -20,6 +23,25 @@ _LINE_FIELDS = (
     "min_shadow_captures",
     "min_agreement_percent",
 )
+
+
+def _inspectors_get(usernames: list[str]) -> list[Any]:
+    """The users behind these usernames, each of whom must be an inspector."""
+    names = set(usernames)
+    users = list(User.objects.filter(username__in=names, is_active=True))
+    unknown = names - {user.username for user in users}
+    if unknown:
+        raise ApplicationError(
+            f"Unknown or inactive user: {', '.join(sorted(unknown))}.", code="unknown_user"
+        )
+    not_inspectors = sorted(u.username for u in users if not user_has_role(u, Role.INSPECTOR))
+    if not_inspectors:
+        raise ApplicationError(
+            f"Not an inspector: {', '.join(not_inspectors)} (supervisors and admins see every "
+            "line without being assigned).",
+            code="not_inspector",
+        )
+    return users
 
 
 def _check_guard_rail(line: ProductionLine, level: str) -> None:
@@ -69,16 +91,26 @@ def line_settings_update(*, line: ProductionLine, user: Any, **changes: Any) -> 
         raise ApplicationError("min_shadow_captures cannot be negative.", code="invalid_count")
     if "automation_level" in changes:
         _check_guard_rail(line, changes["automation_level"])
+    inspectors = None
+    if "inspectors" in changes:
+        inspectors = _inspectors_get(changes.pop("inspectors"))
     diff = {
         name: {"old": getattr(line, name), "new": value}
         for name, value in changes.items()
         if getattr(line, name) != value
     }
+    if inspectors is not None:
+        old_names = sorted(line.inspectors.values_list("username", flat=True))
+        new_names = sorted(user.username for user in inspectors)
+        if old_names != new_names:
+            diff["inspectors"] = {"old": old_names, "new": new_names}
     if not diff:
         return line
     for name, value in changes.items():
         setattr(line, name, value)
     line.save()
+    if inspectors is not None:
+        line.inspectors.set(inspectors)
     LineSettingsChange.objects.create(
         line=line, changed_by=user if getattr(user, "pk", None) else None, changes=diff
     )

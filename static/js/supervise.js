@@ -9,7 +9,9 @@ for (const form of document.querySelectorAll("form.line-settings")) {
     event.preventDefault();
     const refusal = form.querySelector('[data-role="refusal"]');
     refusal.textContent = "";
-    const data = Object.fromEntries(new FormData(form));
+    const fields = new FormData(form);
+    const data = Object.fromEntries(fields);
+    data.inspectors = fields.getAll("inspectors");
     for (const name of NUMBERS) data[name] = Number(data[name]);
     data.min_shadow_captures = Number.parseInt(data.min_shadow_captures, 10);
     try {

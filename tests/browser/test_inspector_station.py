@@ -82,8 +82,8 @@ def test_inspector_decides_live_captures_with_keyboard_and_drawn_box(
     model = registry_services.model_version_register(path=model_artifact, name="scratchnet-tiny")
     registry_services.deployment_set(line=line, model_version=model, role="production")
     station = station_with_token(line=line, name="S1")
-    UserFactory(username="ines", roles=["inspector"])
-    UserFactory(username="ivan", roles=["inspector"])
+    UserFactory(username="ines", roles=["inspector"], lines=[line])
+    UserFactory(username="ivan", roles=["inspector"], lines=[line])
     station_http = station_client(station_server, station.token)
 
     page = login(chromium, station_server, "ines")
@@ -242,6 +242,37 @@ def test_supervisor_is_refused_partial_until_the_guard_rail_holds(
     page.context.close()
 
 
+def test_supervisor_assigns_an_inspector_who_then_sees_only_that_line(
+    chromium, station_server, screenshot
+):
+    ProductionLineFactory(code="L1", name="Assembly 1", automation_level="assisted")
+    ProductionLineFactory(code="L2", name="Assembly 2", automation_level="assisted")
+    UserFactory(username="ines", roles=["inspector"])
+    UserFactory(username="ivan", roles=["inspector"])
+    UserFactory(username="sam", roles=["supervisor"])
+    inspector = login(chromium, station_server, "ines")
+    assert "No lines are assigned to you yet" in inspector.content()
+
+    page = login(chromium, station_server, "sam")
+    page.goto("/supervise/")
+    form = page.locator('form.line-settings[data-line="L1"]')
+    form.locator("select[name=inspectors]").select_option(["ines", "ivan"])
+    with page.expect_navigation():
+        form.locator("button[type=submit]").click()
+    assert page.locator("table.changes >> text=inspectors").count() >= 1
+    screenshot(page, "supervise-inspectors-assigned", full_page=True)
+    selected = page.locator('form[data-line="L1"] select[name=inspectors] option:checked')
+    assert selected.all_text_contents() == ["ines", "ivan"]
+
+    inspector.goto("/")
+    assert inspector.locator('a[href="/inspect/L1/"]').count() >= 1
+    assert inspector.locator('a[href="/inspect/L2/"]').count() == 0
+    screenshot(inspector, "home-inspector-one-line")
+    assert inspector.goto("/inspect/L2/").status == 403
+    page.context.close()
+    inspector.context.close()
+
+
 def test_inspector_confirms_an_audit_sample_with_enter(
     chromium, station_server, model_artifact, screenshot
 ):
@@ -251,7 +282,7 @@ def test_inspector_confirms_an_audit_sample_with_enter(
     model = registry_services.model_version_register(path=model_artifact, name="scratchnet-tiny")
     registry_services.deployment_set(line=line, model_version=model, role="production")
     station = station_with_token(line=line, name="S1")
-    UserFactory(username="ines", roles=["inspector"])
+    UserFactory(username="ines", roles=["inspector"], lines=[line])
     page = login(chromium, station_server, "ines")
     page.goto("/inspect/L3/")
     page.wait_for_selector("#connection[data-state=live]")

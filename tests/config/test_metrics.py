@@ -126,7 +126,7 @@ def test_a_human_verdict_counts_with_its_decision_time():
     slow = value("inspection_human_decision_seconds_bucket", line="M3", le="30.0")
 
     client = APIClient()
-    client.force_authenticate(UserFactory(roles=["inspector"]))
+    client.force_authenticate(UserFactory(roles=["inspector"], lines=[line]))
     url = f"/api/v1/captures/{decision.capture_id}/verdict"
     assert client.post(url, {"verdict": "fail"}, format="json").status_code == 200
 

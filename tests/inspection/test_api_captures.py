@@ -304,10 +304,21 @@ def test_get_capture_and_its_permissions(line, station, deployment, fake_models)
     # A station of another line does not see it.
     other = station_with_token(line=ProductionLineFactory(code="L9"), name="S9")
     assert client_for(other).get(url).status_code == 404
-    # Inspectors do; people without a role do not.
+    # Inspectors of the line do, and supervisors; an inspector of another line does not (the
+    # image and heatmap neither), nor people without a role.
     inspector = APIClient()
-    inspector.force_authenticate(UserFactory(roles=["inspector"]))
+    inspector.force_authenticate(UserFactory(roles=["inspector"], lines=[line]))
     assert inspector.get(url).json()["id"] == created["id"]
+    assert inspector.get(url + "/image").status_code == 200
+    supervisor = APIClient()
+    supervisor.force_authenticate(UserFactory(roles=["supervisor"]))
+    assert supervisor.get(url).json()["id"] == created["id"]
+    stranger = APIClient()
+    stranger.force_authenticate(UserFactory(roles=["inspector"], lines=[other.line]))
+    for path in ("", "/image", "/heatmap.png"):
+        response = stranger.get(url + path)
+        assert (response.status_code, response.json()["error"]["code"]) == (404, "not_found")
+    assert stranger.get("/api/v1/captures").json()["count"] == 0
     nobody = APIClient()
     nobody.force_authenticate(UserFactory())
     assert nobody.get(url).status_code == 403
@@ -332,7 +343,7 @@ def test_list_filters(line, station, deployment, fake_models):
     post_capture(client, key="pending", data=image_bytes(seed=3))
 
     inspector = APIClient()
-    inspector.force_authenticate(UserFactory(roles=["inspector"]))
+    inspector.force_authenticate(UserFactory(roles=["inspector"], lines=[line]))
 
     def keys(query: str) -> list[str]:
         response = inspector.get(f"/api/v1/captures?{query}")

@@ -139,7 +139,7 @@ def test_five_thousand_form_fields_is_400_not_500(station, deployment):
 def test_a_deeply_nested_json_body_is_400_not_500(line):
     decision = DecisionFactory(capture__station=station_with_token(line=line))
     client = APIClient()
-    client.force_authenticate(UserFactory(roles=["inspector"]))
+    client.force_authenticate(UserFactory(roles=["inspector"], lines=[line]))
     body = '{"verdict": "fail", "regions": ' + "[" * 100_000 + "]" * 100_000 + "}"
     response = client.post(
         f"/api/v1/captures/{decision.capture_id}/verdict", body, content_type="application/json"

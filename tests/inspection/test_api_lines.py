@@ -70,11 +70,17 @@ def test_only_supervisors_change_settings(roles):
 
 
 def test_reading_lines():
-    ProductionLineFactory(code="L1")
+    line = ProductionLineFactory(code="L1")
     ProductionLineFactory(code="L2")
-    client, _ = as_user("inspector")
-    assert [line["code"] for line in client.get("/api/v1/lines").json()] == ["L1", "L2"]
+    client, inspector = as_user("inspector")
+    line.inspectors.add(inspector)
+    # An inspector reads the lines assigned to them; a supervisor reads all.
+    assert [line["code"] for line in client.get("/api/v1/lines").json()] == ["L1"]
+    assert client.get("/api/v1/lines/L1").json()["inspectors"] == [inspector.username]
+    assert client.get("/api/v1/lines/L2").status_code == 404
     assert client.get("/api/v1/lines/L9").status_code == 404
+    supervisor, _ = as_user("supervisor")
+    assert [line["code"] for line in supervisor.get("/api/v1/lines").json()] == ["L1", "L2"]
     station = station_with_token(line=ProductionLineFactory(code="L3"))
     station_client = APIClient()
     station_client.credentials(HTTP_AUTHORIZATION=f"Token {station.token}")

@@ -14,7 +14,7 @@ from tests.factories import DecisionFactory, ProductionLineFactory, UserFactory,
 
 @pytest.fixture
 def inspector():
-    return UserFactory(roles=["inspector"])
+    return UserFactory(roles=["inspector"], lines=[ProductionLineFactory(code="L1")])
 
 
 def as_user(user) -> APIClient:
@@ -83,9 +83,9 @@ def test_deciding_twice_is_a_conflict(inspector):
     decision = pending()
     url = f"/api/v1/captures/{decision.capture_id}/verdict"
     assert as_user(inspector).post(url, {"verdict": "pass"}, format="json").status_code == 200
-    response = as_user(UserFactory(roles=["inspector"])).post(
-        url, {"verdict": "fail"}, format="json"
-    )
+    response = as_user(
+        UserFactory(roles=["inspector"], lines=[ProductionLineFactory(code="L1")])
+    ).post(url, {"verdict": "fail"}, format="json")
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "already_decided"
 
@@ -95,7 +95,7 @@ def test_a_claimed_capture_belongs_to_its_inspector(inspector):
     decision = pending()
     claim = as_user(inspector).post(f"/api/v1/captures/{decision.capture_id}/claim")
     assert claim.status_code == 200
-    other = as_user(UserFactory(roles=["inspector"]))
+    other = as_user(UserFactory(roles=["inspector"], lines=[ProductionLineFactory(code="L1")]))
     response = other.post(
         f"/api/v1/captures/{decision.capture_id}/verdict", {"verdict": "fail"}, format="json"
     )

@@ -30,13 +30,13 @@ def line():
 
 
 @pytest.fixture
-def ines():
-    return UserFactory(username="ines", roles=["inspector"])
+def ines(line):
+    return UserFactory(username="ines", roles=["inspector"], lines=[line])
 
 
 @pytest.fixture
-def ivan():
-    return UserFactory(username="ivan", roles=["inspector"])
+def ivan(line):
+    return UserFactory(username="ivan", roles=["inspector"], lines=[line])
 
 
 def audit_sample(line, *, verdict="pass", role="production", model_version=None) -> Decision:

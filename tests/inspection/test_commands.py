@@ -28,6 +28,7 @@ def test_seed_demo_without_training_is_repeatable(tmp_path, capsys):
     inspector = User.objects.get(username="inspector")
     assert inspector.check_password("inspector-demo")
     assert set(inspector.groups.values_list("name", flat=True)) == {"inspector"}
+    assert set(inspector.assigned_lines.values_list("code", flat=True)) >= {"L1", "L2"}
     assert User.objects.get(username="admin").is_superuser
     assert Station.objects.count() == 2
     tokens = json.loads(tokens_file.read_text())

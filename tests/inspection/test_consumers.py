@@ -45,6 +45,9 @@ class WebsocketCommunicator(ApplicationCommunicator):
         assert response["type"] == "websocket.send", response
         return json.loads(response["text"])
 
+    async def send_json_to(self, content) -> None:
+        await self.send_input({"type": "websocket.receive", "text": json.dumps(content)})
+
     async def disconnect(self, code: int = 1000, timeout: float = 5):
         await self.send_input({"type": "websocket.disconnect", "code": code})
         await self.wait(timeout)
@@ -60,11 +63,11 @@ def test_station_socket_gets_its_verdict_when_a_human_decides():
     inspector = UserFactory(roles=["inspector"])
 
     async def scenario():
-        socket = WebsocketCommunicator(
-            application, f"/ws/stations/{station.pk}/?token={station.token}"
-        )
+        # A browser cannot set headers on a websocket: the token comes as the first message.
+        socket = WebsocketCommunicator(application, f"/ws/stations/{station.pk}/")
         connected, _ = await socket.connect()
         assert connected
+        await socket.send_json_to({"type": "auth", "token": station.token})
         assert (await socket.receive_json_from())["type"] == "hello"
         await database_sync_to_async(services.verdict_record)(
             capture_id=decision.capture_id, user=inspector, verdict="fail"
@@ -80,19 +83,60 @@ def test_station_socket_gets_its_verdict_when_a_human_decides():
     run(scenario)
 
 
+async def _closed_with(socket) -> tuple[int, str]:
+    """The close code and the error message sent before it."""
+    error = await socket.receive_json_from(timeout=5)
+    closed = await socket.receive_output(timeout=5)
+    return closed["code"], error["message"]
+
+
 @pytest.mark.parametrize(
-    ("path", "code"),
-    [("/ws/stations/{id}/?token=wrong", 4401), ("/ws/stations/{other}/?token={token}", 4403)],
+    ("token", "target", "code"),
+    [("wrong", "own", 4401), ("right", "other", 4403), (None, "own", 4401)],
 )
-def test_station_socket_refuses_bad_tokens(path, code):
+def test_station_socket_refuses_bad_tokens(token, target, code):
     station = station_with_token(line=ProductionLineFactory(code="L1"))
     other = station_with_token(line=station.line)
-    url = path.format(id=station.pk, other=other.pk, token=station.token)
+    station_id = station.pk if target == "own" else other.pk
+    first = {"type": "auth", "token": station.token if token == "right" else token}
 
     async def scenario():
-        socket = WebsocketCommunicator(application, url)
+        socket = WebsocketCommunicator(application, f"/ws/stations/{station_id}/")
         await socket.connect()
-        assert (await socket.receive_output(timeout=5))["code"] == code
+        await socket.send_json_to(first if token else {"type": "subscribe"})
+        closed, message = await _closed_with(socket)
+        assert closed == code
+        assert message
+
+    run(scenario)
+
+
+def test_station_socket_refuses_a_token_in_the_url():
+    """URLs land in proxy and access logs: a token there is refused even when it is right."""
+    station = station_with_token(line=ProductionLineFactory(code="L1"))
+
+    async def scenario():
+        socket = WebsocketCommunicator(
+            application, f"/ws/stations/{station.pk}/?token={station.token}"
+        )
+        await socket.connect()
+        closed, message = await _closed_with(socket)
+        assert closed == 4401
+        assert "URL" in message
+
+    run(scenario)
+
+
+def test_station_socket_closes_when_no_token_comes(monkeypatch):
+    monkeypatch.setattr("inspection.consumers.AUTH_TIMEOUT_SECONDS", 0.2)
+    station = station_with_token(line=ProductionLineFactory(code="L1"))
+
+    async def scenario():
+        socket = WebsocketCommunicator(application, f"/ws/stations/{station.pk}/")
+        await socket.connect()
+        closed, message = await _closed_with(socket)
+        assert closed == 4401
+        assert "time" in message
 
     run(scenario)
 
@@ -137,7 +181,7 @@ def _line_socket(user, code="L1"):
 def test_line_feed_shows_decisions_to_inspectors():
     station = station_with_token(line=ProductionLineFactory(code="L1"))
     decision = DecisionFactory(capture__station=station)
-    inspector = UserFactory(roles=["inspector"])
+    inspector = UserFactory(roles=["inspector"], lines=[station.line])
 
     socket = _line_socket(inspector)
 
@@ -154,16 +198,32 @@ def test_line_feed_shows_decisions_to_inspectors():
     run(scenario)
 
 
-@pytest.mark.parametrize(("roles", "code"), [(None, 4401), ([], 4403), (["labeler"], 4403)])
-def test_line_feed_needs_an_inspector(roles, code):
-    ProductionLineFactory(code="L1")
-    user = None if roles is None else UserFactory(roles=roles)
+@pytest.mark.parametrize(
+    ("roles", "assigned", "code"),
+    [
+        (None, False, 4401),
+        ([], False, 4403),
+        (["labeler"], False, 4403),
+        (["inspector"], False, 4403),  # an inspector of other lines
+        (["inspector"], True, None),
+        (["supervisor"], False, None),
+    ],
+)
+def test_line_feed_needs_an_inspector_of_the_line(roles, assigned, code):
+    line = ProductionLineFactory(code="L1")
+    ProductionLineFactory(code="L2").inspectors.add(*([UserFactory(roles=["inspector"])]))
+    user = None if roles is None else UserFactory(roles=roles, lines=[line] if assigned else [])
 
     socket = _line_socket(user)
 
     async def scenario():
         await socket.connect()
-        assert (await socket.receive_output(timeout=5))["code"] == code
+        output = await socket.receive_output(timeout=5)
+        if code is None:
+            assert output["type"] == "websocket.send"
+            assert '"hello"' in output["text"]
+        else:
+            assert output["code"] == code
 
     run(scenario)
 

@@ -33,13 +33,13 @@ def line():
 
 
 @pytest.fixture
-def ines():
-    return UserFactory(username="ines", roles=["inspector"])
+def ines(line):
+    return UserFactory(username="ines", roles=["inspector"], lines=[line])
 
 
 @pytest.fixture
-def ivan():
-    return UserFactory(username="ivan", roles=["inspector"])
+def ivan(line):
+    return UserFactory(username="ivan", roles=["inspector"], lines=[line])
 
 
 def test_a_claim_hides_the_capture_from_others_until_its_lease_runs_out(line, ines, ivan):
@@ -109,6 +109,10 @@ def test_undo_is_refused_after_the_window(line, ines):
 
 def test_queue_api_hides_the_model_in_shadow_and_counts_the_shift(ines):
     shadow = ProductionLineFactory(code="L2", automation_level="shadow")
+    # ines is assigned to L1 only: L2's queue is refused until a supervisor assigns her.
+    response = as_user(ines).get("/api/v1/queue", {"lines": "L1,L2"})
+    assert (response.status_code, response.json()["error"]["code"]) == (403, "line_not_assigned")
+    shadow.inspectors.add(ines)
     hidden = pending_on(shadow, reason="shadow", model_verdict="fail")
     done = pending_on(shadow)
     services.capture_claim(capture=done.capture_id, user=ines)

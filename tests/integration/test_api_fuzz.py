@@ -61,7 +61,11 @@ def world() -> dict:
     whose ids the fuzzer mixes into what it generates."""
     line = ProductionLineFactory(code="L1", automation_level="partial")
     station = station_with_token(line=line, name="S1")
-    users = {role: UserFactory(username=role, roles=[role]) for role in PLAN if role != "station"}
+    users = {
+        role: UserFactory(username=role, roles=[role], lines=[line])
+        for role in PLAN
+        if role != "station"
+    }
     captures = []
     for seed in range(3):
         relative, sha256 = blob_write(image_bytes(seed=seed), extension="jpg", folder="captures")

@@ -101,7 +101,7 @@ def test_redis_frozen_then_killed_then_back(redis, model_artifact, tmp_path):
     shadow = registry_services.model_version_register(path=second_artifact(tmp_path))
     registry_services.deployment_set(line=line, model_version=shadow, role="shadow")
     station_row = station_with_token(line=line, name="S1")
-    UserFactory(username="ines", roles=["inspector"])
+    UserFactory(username="ines", roles=["inspector"], lines=[line])
     UserFactory(username="sam", roles=["supervisor"])
 
     env = child_env(REDIS_URL=redis.url, CHANNELS_PREFIX=f"test-{uuid.uuid4().hex[:8]}")

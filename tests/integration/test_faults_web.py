@@ -52,7 +52,7 @@ class Poller:
 def test_a_killed_web_process_leaves_long_polling_stations_able_to_go_on(postgres, tmp_path):
     line = ProductionLineFactory(code="L1", automation_level="partial")  # no model: pending
     stations = [station_with_token(line=line, name=f"S{n}") for n in range(STATIONS)]
-    UserFactory(username="ines", roles=["inspector"])
+    UserFactory(username="ines", roles=["inspector"], lines=[line])
     env = child_env(CHANNELS_PREFIX=f"test-{uuid.uuid4().hex[:8]}")
     web = WebProcess(env, tmp_path / "uvicorn-1.log")
     web.start()

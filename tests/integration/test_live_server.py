@@ -53,7 +53,7 @@ def login(base: str, username: str) -> httpx.Client:
 def test_capture_long_poll_and_websockets_on_a_live_server(live_server_url):
     line = ProductionLineFactory(code="L1", automation_level="partial")  # no model: humans decide
     station = station_with_token(line=line, name="S1")
-    inspector = UserFactory(username="ines", roles=["inspector"])
+    inspector = UserFactory(username="ines", roles=["inspector"], lines=[line])
     ws_base = live_server_url.replace("http://", "ws://")
     browser = login(live_server_url, inspector.username)
     station_http = httpx.Client(
@@ -62,7 +62,8 @@ def test_capture_long_poll_and_websockets_on_a_live_server(live_server_url):
 
     async def scenario():
         station_socket = await websockets.connect(
-            f"{ws_base}/ws/stations/{station.pk}/?token={station.token}"
+            f"{ws_base}/ws/stations/{station.pk}/",
+            additional_headers={"Authorization": f"Token {station.token}"},
         )
         line_socket = await websockets.connect(
             f"{ws_base}/ws/lines/L1/",
@@ -148,7 +149,12 @@ def test_a_websocket_with_a_bad_token_is_closed(live_server_url):
     ws_base = live_server_url.replace("http://", "ws://")
 
     async def scenario():
-        socket = await websockets.connect(f"{ws_base}/ws/stations/{station.pk}/?token=nope")
+        socket = await websockets.connect(
+            f"{ws_base}/ws/stations/{station.pk}/",
+            additional_headers={"Authorization": "Token nope"},
+        )
+        error = json.loads(await asyncio.wait_for(socket.recv(), 10))
+        assert (error["type"], error["code"]) == ("error", 4401)
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(socket.recv(), 10)
         assert closed.value.rcvd.code == 4401

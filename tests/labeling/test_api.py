@@ -83,3 +83,37 @@ def test_schema_lists_the_labeling_endpoints():
         "/api/v1/datasets",
     ):
         assert path in schema
+
+
+def test_two_labelers_label_blind_until_both_submitted():
+    """Neither labeler of a two-labeler task reads the other's work, by id or in the task."""
+    line = ProductionLineFactory(code="L1")
+    capture = capture_with_image(line=line)
+    LabelTask.objects.create(
+        capture=capture,
+        line=line,
+        source="override",
+        image=capture.image,
+        width=64,
+        height=48,
+        required_annotations=2,
+    )
+    first, second = as_user(UserFactory(roles=["labeler"])), as_user(UserFactory(roles=["labeler"]))
+    mine = first.post("/api/v1/label-tasks/next", {}, format="json").json()
+    box = {"shape": "box", "box": [2, 2, 30, 30], "defect_type": "scratch"}
+    saved = first.put(
+        f"/api/v1/annotations/{mine['id']}", {"label": "defect", "regions": [box]}, format="json"
+    )
+    assert saved.status_code == 200, saved.content
+    theirs = second.post("/api/v1/label-tasks/next", {}, format="json").json()
+    assert theirs["task"]["id"] == mine["task"]["id"] and theirs["regions"] == []
+    assert "defect" not in str(theirs["task"])  # the task shows nothing of the first's work
+    # Reading the other's draft by its id: as if it did not exist, also after one submitted.
+    assert second.get(f"/api/v1/annotations/{mine['id']}").status_code == 404
+    assert first.post(f"/api/v1/annotations/{mine['id']}/submit", format="json").status_code == 200
+    assert second.get(f"/api/v1/annotations/{mine['id']}").status_code == 404
+    assert first.get(f"/api/v1/annotations/{theirs['id']}").status_code == 404
+    assert first.get(f"/api/v1/annotations/{mine['id']}").json()["regions"] == [box]
+    # A reviewer reads both.
+    reviewer = as_user(UserFactory(roles=["supervisor"]))
+    assert reviewer.get(f"/api/v1/annotations/{mine['id']}").json()["label"] == "defect"

@@ -90,6 +90,9 @@ class Command(BaseCommand):
                 user.is_staff = user.is_superuser = username == Role.ADMIN
                 user.save()
             user.groups.add(Group.objects.get_or_create(name=username)[0])
+            if username == Role.INSPECTOR:  # inspectors see only the lines assigned to them
+                for line in lines:
+                    line.inspectors.add(user)
         return lines
 
     def _stations(self, lines: list[ProductionLine]) -> dict[str, dict]:
