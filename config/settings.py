@@ -6,6 +6,8 @@ in-memory channel layer. `DATABASE_URL` and `REDIS_URL` switch to PostgreSQL and
 
 import ipaddress
 import os
+import re
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -43,6 +45,14 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in env(name, default).split(",") if item.strip()]
 
 
+def env_rate(name: str, default: str) -> str:
+    """A DRF throttle rate: requests per second, minute, hour or day (`1200/min`)."""
+    value = env(name) or default
+    if not re.fullmatch(r"[1-9][0-9]*/(s|sec|m|min|h|hour|d|day)", value):
+        raise ImproperlyConfigured(f"{name} must be a rate like 1200/min, got {value!r}")
+    return value
+
+
 DEBUG = env_bool("DEBUG", False)
 # The web and worker processes call `check_production_settings()` at start-up, so a deployment
 # with DEBUG off and no SECRET_KEY fails loudly there; tests and management commands run with
@@ -71,6 +81,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI served from our static files (factories are offline)
     "channels",
+    "axes",  # login lockout after repeated failures (AXES_* below)
     "core",
     "inspection",
     "labeling",
@@ -92,6 +103,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # A view whose database cannot be reached answers 503 with Retry-After, not 500.
     "core.middleware.DatabaseUnavailableMiddleware",
+    # Last: turns a login refused by the lockout into its 429 page (AXES_* below).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -146,6 +159,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out username and address before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
@@ -227,6 +245,28 @@ else:
         "store_processed": False,
     }
 
+# The shared cache: the API throttles' counters (core/throttling.py), so that every web process
+# counts against the same buckets. On Redis when REDIS_URL is set, under a key prefix of its own
+# (the channel layer and Celery keep theirs); 0.5 s to connect or to answer, so a Redis outage
+# never holds a request for long (the throttles then let requests through). One machine: memory.
+CACHE_KEY_PREFIX = env("CACHE_KEY_PREFIX", "inspection-cache")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
+        }
+    }
+
 # Queue names can be changed (tests give each run its own on a shared Redis).
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_DEFAULT_QUEUE", "default")
 TRAINING_QUEUE = env("CELERY_TRAINING_QUEUE", "training")
@@ -278,6 +318,15 @@ CELERY_BEAT_SCHEDULE = {
     "monitoring-lines-check": {"task": "monitoring.lines_check", "schedule": 60.0},
 }
 
+# API throttles (core/throttling.py): requests per station (by token), per logged-in user and,
+# for the few operations open without login, per client address; over it, 429 with Retry-After.
+# Far above real use: a station posts about a capture a second and waits on each pending one, so
+# 1200/min is ten times a busy station and lets a station's offline buffer drain at 20/s; an
+# inspector deciding as fast as a person can makes a few calls a second at most.
+THROTTLE_STATION_RATE = env_rate("THROTTLE_STATION_RATE", "1200/min")
+THROTTLE_USER_RATE = env_rate("THROTTLE_USER_RATE", "600/min")
+THROTTLE_ANON_RATE = env_rate("THROTTLE_ANON_RATE", "120/min")
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "core.authentication.StationTokenAuthentication",
@@ -290,6 +339,16 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
         "rest_framework.parsers.FormParser",
     ],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "core.throttling.StationThrottle",
+        "core.throttling.UserThrottle",
+        "core.throttling.AnonymousThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "station": THROTTLE_STATION_RATE,
+        "user": THROTTLE_USER_RATE,
+        "anon": THROTTLE_ANON_RATE,
+    },
     "DEFAULT_SCHEMA_CLASS": "core.api_schema.AutoSchema",
     "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
@@ -367,6 +426,34 @@ CONTENT_SECURITY_POLICY = env("CONTENT_SECURITY_POLICY") or (
 )
 # Pages that ship their own <style> blocks (Django's admin, Swagger UI): inline styles allowed.
 CONTENT_SECURITY_POLICY_INLINE_STYLE_PATHS = ["/admin/", "/api/docs/"]
+
+# Reverse proxies in front of the web process that each append the address they saw to
+# X-Forwarded-For (nginx: `proxy_add_x_forwarded_for`): the throttles and the login lockout then
+# take the client's address from there (core/throttling.client_ip). 0: REMOTE_ADDR, which behind
+# a proxy is the proxy's, shared by every client.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+
+# Login lockout (django-axes; failures are kept in the database, so it needs no Redis): after
+# AXES_FAILURE_LIMIT wrong passwords for one username from one client address, that pair is
+# refused for AXES_COOLOFF_MINUTES, even with the right password: 429 with Retry-After and a page
+# that says so (core/throttling.login_lockout_response). By the pair, not by username alone
+# (anyone could then lock any inspector out from anywhere) nor by address alone (a factory's
+# inspectors often share one: a NAT, a shared terminal, the proxy). A successful login clears
+# the count. An admin unlocks sooner: admin > Axes > Access attempts (delete the row), or
+# `python manage.py axes_reset_username NAME`.
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_MINUTES = env_int("AXES_COOLOFF_MINUTES", 15)
+if AXES_FAILURE_LIMIT < 1 or AXES_COOLOFF_MINUTES < 1:
+    raise ImproperlyConfigured("AXES_FAILURE_LIMIT and AXES_COOLOFF_MINUTES must be at least 1")
+AXES_COOLOFF_TIME = timedelta(minutes=AXES_COOLOFF_MINUTES)
+AXES_RESET_ON_SUCCESS = True
+# A refused attempt starts the cool-off again, so the lockout page's Retry-After (the whole
+# cool-off) is exact.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = True
+AXES_LOCKOUT_CALLABLE = "core.throttling.login_lockout_response"
+AXES_CLIENT_IP_CALLABLE = "core.throttling.client_ip"
 
 # Operations: /healthz, /readyz (config/health.py) and /metrics (config/metrics.py).
 HEALTH_CHECK_TIMEOUT_SECONDS = float(env("HEALTH_CHECK_TIMEOUT_SECONDS") or 2)

@@ -183,6 +183,11 @@ def api_exception_handler(exc: Exception, context: dict) -> Response:
             fields=detail,
         )
         return response
+    if isinstance(exc, exceptions.Throttled):
+        # DRF's handler has set Retry-After to exc.wait, in whole seconds.
+        wait = f"retry in {exc.wait} s" if exc.wait else "retry later"
+        response.data = error_body("throttled", f"Too many requests; {wait}.")
+        return response
     if isinstance(exc, exceptions.APIException):
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
         message = str(exc.detail) if isinstance(exc.detail, str) else _MESSAGES.get(code, "")

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 
 import pytest
 from channels.layers import channel_layers
+from django.core.cache import cache
 
 from models_registry import serving
 
@@ -89,7 +90,9 @@ def _isolated_storage(settings, tmp_path):
 
 @pytest.fixture(autouse=True)
 def _unit_test_plumbing(request, settings):
-    """Unit tests get an in-memory channel layer and eager Celery; integration tests the real."""
+    """Unit tests get an in-memory channel layer and cache and eager Celery; integration tests
+    the real. The cache starts empty: the throttles count per station and user id, and ids come
+    again from test to test."""
     if request.node.get_closest_marker("integration"):
         yield
         return
@@ -97,6 +100,8 @@ def _unit_test_plumbing(request, settings):
 
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     channel_layers.backends = {}
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    cache.clear()
     eager = app.conf.task_always_eager
     app.conf.task_always_eager = True
     yield

@@ -142,6 +142,11 @@ def live(postgres, tmp_path):
         CELERY_DEFAULT_QUEUE=f"fuzz-{run}-default",
         CELERY_TRAINING_QUEUE=f"fuzz-{run}-training",
         LOG_FORMAT="plain",
+        # The fuzzer sends far faster than any person or station: limits it would hit would
+        # turn its cases into 429s and test less (the throttles have tests of their own).
+        THROTTLE_USER_RATE="1000000/min",
+        THROTTLE_STATION_RATE="1000000/min",
+        THROTTLE_ANON_RATE="1000000/min",
     )
     process = start(
         ["uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port)],

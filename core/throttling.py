@@ -1,0 +1,182 @@
+"""Rate limits: the API throttles per station, per user and per client address (counted in the
+shared cache), the client address they and the login lockout key on, and the lockout's page.
+
+Each throttle counts requests in fixed windows of its period (`1200/min`: this minute's count
+under one cache key, raised with `cache.incr`) instead of DRF's list of timestamps per client: an
+increment is one atomic operation on Redis, so web processes never undercount by overwriting
+each other's list, and a busy station's bucket stays one integer. Across a window's boundary a
+client may send up to twice the rate in a short burst; the rates are far above real use.
+
+The cache may be down (Redis restarting, unreachable): a throttle then lets the request through
+(fails open), does not ask the cache again in this process for CACHE_RETRY_SECONDS, so no request
+waits on a dead Redis, and logs a warning at most every WARNING_INTERVAL_SECONDS. The limits are a
+guard; the line must not stop for them.
+"""
+
+import logging
+import math
+import time
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from rest_framework.throttling import SimpleRateThrottle
+
+from core.permissions import is_station
+
+logger = logging.getLogger("core.throttling")
+
+CACHE_RETRY_SECONDS = 5.0
+WARNING_INTERVAL_SECONDS = 60.0
+
+
+class CacheBreaker:
+    """After a cache failure, the throttles of this process skip the cache for a while."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.skip_until = 0.0
+        self.warned_at = -math.inf
+        self.let_through = 0
+
+    def allows(self) -> bool:
+        if time.monotonic() < self.skip_until:
+            self.let_through += 1
+            return False
+        return True
+
+    def failed(self, exc: Exception) -> None:
+        now = time.monotonic()
+        self.skip_until = now + CACHE_RETRY_SECONDS
+        self.let_through += 1
+        if now - self.warned_at >= WARNING_INTERVAL_SECONDS:
+            logger.warning(
+                "throttle cache unavailable (%s: %s): API requests are let through unthrottled "
+                "(%d since the last warning)",
+                type(exc).__name__,
+                str(exc).strip()[:200],
+                self.let_through,
+            )
+            self.warned_at = now
+            self.let_through = 0
+
+
+breaker = CacheBreaker()
+
+
+class WindowThrottle(SimpleRateThrottle):
+    """A DRF throttle: at most `rate` requests per client in each window of the rate's period."""
+
+    cache_format = "throttle:%(scope)s:%(ident)s"
+
+    def get_rate(self) -> str | None:
+        # Read at each request: DRF's own copy of DEFAULT_THROTTLE_RATES is taken at import, so
+        # a changed setting (a test's) would not apply. A scope without a rate is not throttled.
+        return settings.REST_FRAMEWORK.get("DEFAULT_THROTTLE_RATES", {}).get(self.scope)
+
+    def allow_request(self, request, view) -> bool:
+        if self.rate is None:
+            return True
+        key = self.get_cache_key(request, view)
+        if key is None:
+            return True
+        now = self.timer()
+        window = int(now // self.duration)
+        self.retry_after = (window + 1) * self.duration - now
+        count = self._count(f"{key}:{window}")
+        return count is None or count <= self.num_requests
+
+    def wait(self) -> int:
+        return max(1, math.ceil(self.retry_after))
+
+    def _count(self, key: str) -> int | None:
+        """This window's requests so far, this one included; None when the cache cannot say."""
+        if not breaker.allows():
+            return None
+        try:
+            try:
+                return self.cache.incr(key)
+            except ValueError:  # the window's first request: no key yet
+                # The key outlives its window, so it cannot expire while the window is current.
+                if self.cache.add(key, 1, timeout=self.duration + 5):
+                    return 1
+                return self.cache.incr(key)  # another process started the window first
+        except Exception as exc:  # any failure of the cache lets the request through
+            breaker.failed(exc)
+            return None
+
+
+class StationThrottle(WindowThrottle):
+    """Per station (its token): two stations on one line have a bucket each."""
+
+    scope = "station"
+
+    def get_cache_key(self, request, view) -> str | None:
+        if not is_station(request):
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": request.auth.pk}
+
+
+class UserThrottle(WindowThrottle):
+    """Per logged-in user, whichever browser or session the requests come from."""
+
+    scope = "user"
+
+    def get_cache_key(self, request, view) -> str | None:
+        if is_station(request) or not request.user.is_authenticated:
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
+
+
+class AnonymousThrottle(WindowThrottle):
+    """Per client address, for the operations open without a login or token (the schema)."""
+
+    scope = "anon"
+
+    def get_cache_key(self, request, view) -> str | None:
+        if request.user.is_authenticated:
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": client_ip(request)}
+
+
+def client_ip(request: HttpRequest) -> str:
+    """The client's address: REMOTE_ADDR or, behind TRUSTED_PROXY_COUNT proxies that each append
+    to X-Forwarded-For, the address the outermost one saw. What lies further left in that header
+    the client wrote itself, so it is never read; a header shorter than the proxies make (not
+    from them) counts for nothing."""
+    remote_addr = request.META.get("REMOTE_ADDR", "")
+    proxies = settings.TRUSTED_PROXY_COUNT
+    if proxies <= 0:
+        return remote_addr
+    header = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    forwarded = [part.strip() for part in header.split(",") if part.strip()]
+    return forwarded[-proxies] if len(forwarded) >= proxies else remote_addr
+
+
+def login_lockout_response(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    """django-axes' answer to a login refused after too many failures (AXES_LOCKOUT_CALLABLE):
+    429, Retry-After and a page that says what happened and what to do. The refused attempt
+    started the cool-off again (AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT), so all of it is
+    left. Axes passes the original response and the credentials too (in an order that depends on
+    sync or async middleware); neither is needed."""
+    seconds = math.ceil(settings.AXES_COOLOFF_TIME.total_seconds())
+    response = render(
+        request,
+        "registration/locked_out.html",
+        {"cool_off": _duration_in_words(seconds)},
+        status=429,
+    )
+    response["Retry-After"] = str(seconds)
+    return response
+
+
+def _duration_in_words(seconds: int) -> str:
+    if seconds % 3600 == 0:
+        hours = seconds // 3600
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    if seconds % 60 == 0:
+        minutes = seconds // 60
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{seconds} seconds"
