@@ -177,16 +177,55 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env("STATIC_ROOT") or VAR_DIR / "staticfiles")
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-}
 WHITENOISE_USE_FINDERS = True
 
-# Capture images (content-addressed) and model artifacts.
+# Files (core/blobs.py): capture images, heatmaps, imported images and masks ("default"), model
+# artifacts and evaluation overlays ("models"). On the local disk under MEDIA_ROOT and
+# MODELS_ROOT; with AWS_STORAGE_BUCKET_NAME set, in that bucket of any S3-compatible store
+# (AWS, MinIO, Ceph: AWS_S3_ENDPOINT_URL), under the prefixes media/ and models/, shared by every
+# web and worker machine. Files a process needs on its own disk (artifacts it serves, images a
+# training run reads) are then copied once into BLOB_CACHE_ROOT, by their content-addressed name.
 MEDIA_ROOT = Path(env("MEDIA_ROOT") or BASE_DIR / "media")
 MEDIA_URL = "/media/"
 MODELS_ROOT = Path(env("MODELS_ROOT") or BASE_DIR / "artifacts")
+BLOB_CACHE_ROOT = Path(env("BLOB_CACHE_ROOT") or VAR_DIR / "blob-cache")
+AWS_STORAGE_BUCKET_NAME = env("AWS_STORAGE_BUCKET_NAME")
+if AWS_STORAGE_BUCKET_NAME:
+    from botocore.config import Config as BotoConfig
+
+    # As django-storages reads them; boto3 also finds credentials in its usual places.
+    AWS_S3_ENDPOINT_URL = env("AWS_S3_ENDPOINT_URL") or None
+    AWS_S3_REGION_NAME = env("AWS_S3_REGION_NAME") or None
+    AWS_ACCESS_KEY_ID = env("AWS_ACCESS_KEY_ID") or None
+    AWS_SECRET_ACCESS_KEY = env("AWS_SECRET_ACCESS_KEY") or None
+    AWS_S3_FILE_OVERWRITE = True  # content-addressed names: the same name, the same bytes
+    AWS_DEFAULT_ACL = None
+    AWS_QUERYSTRING_AUTH = False  # files reach people only through our views
+    # Short timeouts and few retries: a station waits on the write of its image, and an object
+    # store that is down must become a clear 503 in seconds, not a minute of retries.
+    AWS_S3_CLIENT_CONFIG = BotoConfig(
+        s3={"addressing_style": env("AWS_S3_ADDRESSING_STYLE") or None},  # "path": most MinIOs
+        signature_version="s3v4",
+        connect_timeout=float(env("AWS_S3_CONNECT_TIMEOUT") or 2),
+        read_timeout=float(env("AWS_S3_READ_TIMEOUT") or 20),
+        retries={"max_attempts": 3, "mode": "standard"},
+    )
+    _BLOB_STORAGES = {
+        "default": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {"location": "media"}},
+        "models": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {"location": "models"}},
+    }
+else:
+    _BLOB_STORAGES = {
+        "default": {"BACKEND": "core.storage.LocalBlobStorage"},
+        "models": {
+            "BACKEND": "core.storage.LocalBlobStorage",
+            "OPTIONS": {"root_setting": "MODELS_ROOT"},
+        },
+    }
+STORAGES = {
+    **_BLOB_STORAGES,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
 
 # Limits on what a station may send; both are checked before anything is stored.
 CAPTURE_MAX_BYTES = env_int("CAPTURE_MAX_BYTES", 20 * 1024 * 1024)

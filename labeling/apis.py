@@ -3,7 +3,6 @@ dataset versions (create, export as COCO). Parse, call one service or selector, 
 
 import mimetypes
 
-from django.http import FileResponse
 from django.utils.http import content_disposition_header
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -12,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api_schema import INT_MAX, errors
-from core.blobs import blob_path
+from core.blobs import blob_file_response
 from core.errors import ApplicationError
 from core.permissions import IsLabeler, IsSupervisor
 from core.roles import SUPERVISING, user_has_role
@@ -140,13 +139,8 @@ class TaskImageApi(APIView):
     @extend_schema(responses={(200, "image/*"): bytes})
     def get(self, request, task_id):
         task = selectors.task_get(task_id=task_id)
-        path = blob_path(task.image) if task.image else None
-        if path is None or not path.is_file():
-            raise ApplicationError("The image file is missing.", code="not_found", status=404)
-        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        response = FileResponse(path.open("rb"), content_type=content_type)
-        response["Cache-Control"] = "private, max-age=86400, immutable"
-        return response
+        content_type = mimetypes.guess_type(task.image or "")[0] or "application/octet-stream"
+        return blob_file_response(task.image, content_type=content_type)
 
 
 class AnnotationInputSerializer(serializers.Serializer):

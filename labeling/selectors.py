@@ -8,7 +8,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from core.blobs import blob_path
+from core.blobs import blob_local_path
 from core.errors import ApplicationError
 from labeling.models import (
     Annotation,
@@ -27,9 +27,9 @@ def dataset_item_to_item(row: DatasetItem) -> Item:
     boxes = tuple(region_integer_box(r) for r in row.regions) if row.label == "defect" else ()
     return Item(
         label=row.label,
-        path=blob_path(row.image),
+        path=blob_local_path(row.image),
         defect_type=row.defect_type,
-        mask_path=blob_path(row.mask) if row.mask else None,
+        mask_path=blob_local_path(row.mask) if row.mask else None,
         boxes=boxes,
         group=row.group,
     )
@@ -71,7 +71,7 @@ def dataset_item_files(*, dataset_version: Any) -> list[tuple[DatasetItem, Path]
     """Each item with its image's absolute path (for exports)."""
     version_id = getattr(dataset_version, "pk", dataset_version)
     rows = DatasetItem.objects.filter(dataset_version_id=version_id).order_by("id")
-    return [(row, blob_path(row.image)) for row in rows]
+    return [(row, blob_local_path(row.image)) for row in rows]
 
 
 def review_queue(*, reviewer: Any = None):

@@ -46,8 +46,10 @@ _slots_lock = threading.Lock()
 BUSY_RETRY_AFTER_SECONDS = 2
 
 
-def artifact_path(artifact: str) -> Path:
-    return blobs.blob_path(artifact, store=blobs.MODELS)
+def artifact_path(artifact: str, sha256: str | None = None) -> Path:
+    """The artifact on this machine's disk (fetched once from object storage and checked
+    against its sha256 there)."""
+    return blobs.blob_local_path(artifact, store=blobs.MODELS, sha256=sha256)
 
 
 def _load(path: Path, sha256: str) -> Any:
@@ -69,7 +71,7 @@ def predictor_for(*, sha256: str, artifact: str) -> Any:
         if failure and time.monotonic() - failure.at < settings.SERVING_ERROR_RETRY_SECONDS:
             raise ServingError(failure.message)
         try:
-            predictor = _load(artifact_path(artifact), sha256)
+            predictor = _load(artifact_path(artifact, sha256), sha256)
         except Exception as exc:  # any load failure: corrupt file, missing file, foreign format
             message = f"model {sha256[:12]} could not be loaded from {artifact}: {exc}"
             logger.error(message)

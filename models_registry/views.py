@@ -1,19 +1,18 @@
 """Registry pages under /models/: versions and training runs, a run's live progress, a
 version's evaluation beside production and its rollout on every line."""
 
-from pathlib import Path
-
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, render
 
+from core import blobs
 from core import selectors as core_selectors
 from core.permissions import page_roles_required
 from core.roles import SUPERVISING
 from labeling import selectors as labeling_selectors
 from models_registry import benchmarks, selectors, services
 from models_registry.models import DataSource, Evaluation
-from models_registry.services.evaluation import evaluation_folder
+from models_registry.services.evaluation import evaluation_overlay_name
 
 
 def _supervisor(request) -> None:
@@ -88,7 +87,8 @@ def evaluation_overlay(request, evaluation_id: int, name: str):
     evaluation = get_object_or_404(Evaluation, pk=evaluation_id)
     if "/" in name or "\\" in name or name.startswith("."):
         raise Http404("No such overlay.")
-    path = Path(evaluation_folder(evaluation)) / name
-    if not path.is_file():
-        raise Http404("No such overlay.")
-    return FileResponse(path.open("rb"), content_type="image/png")
+    try:
+        stream = blobs.blob_open(evaluation_overlay_name(evaluation, name), store=blobs.MODELS)
+    except FileNotFoundError:
+        raise Http404("No such overlay.") from None
+    return FileResponse(stream, content_type="image/png")

@@ -81,6 +81,7 @@ def _plain_http(settings):
 def _isolated_storage(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.MODELS_ROOT = tmp_path / "artifacts"
+    settings.BLOB_CACHE_ROOT = tmp_path / "blob-cache"
     # Tests change deployments between captures: read them every time.
     settings.SERVING_DEPLOYMENT_CACHE_SECONDS = 0
     serving.clear()

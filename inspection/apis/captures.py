@@ -11,7 +11,6 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
-from django.http import FileResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
@@ -398,12 +397,7 @@ class CaptureImageApi(APIView):
     def get(self, request, capture_id):
         capture = selectors.capture_get(capture_id=capture_id)
         capture_check_visible(request.user, capture.line_id)
-        path = blobs.blob_path(capture.image)
-        if not path.is_file():
-            raise ApplicationError("The image file is missing.", code="not_found", status=404)
-        response = FileResponse(path.open("rb"), content_type=f"image/{capture.image_format}")
-        response["Cache-Control"] = "private, max-age=86400, immutable"
-        return response
+        return blobs.blob_file_response(capture.image, content_type=f"image/{capture.image_format}")
 
 
 class CaptureHeatmapApi(APIView):
@@ -419,7 +413,5 @@ class CaptureHeatmapApi(APIView):
             raise ApplicationError(
                 "The model's output is hidden for this capture.", code="no_heatmap", status=404
             )
-        path = services.capture_heatmap_png(capture=capture)
-        response = FileResponse(path.open("rb"), content_type="image/png")
-        response["Cache-Control"] = "private, max-age=86400, immutable"
-        return response
+        relative = services.capture_heatmap_png(capture=capture)
+        return blobs.blob_file_response(relative, content_type="image/png", what="heatmap")

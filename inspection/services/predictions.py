@@ -3,7 +3,6 @@ and the heatmap an inspector asks for (computed once, then kept)."""
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 from django.db import transaction
@@ -57,8 +56,9 @@ def prediction_record_offline(*, capture_id: Any, role: str) -> Prediction | Non
     return row
 
 
-def capture_heatmap_png(*, capture: Capture) -> Path:
-    """The acting model's heatmap over the capture, as a PNG file (computed once, then cached).
+def capture_heatmap_png(*, capture: Capture) -> str:
+    """The acting model's heatmap over the capture: the stored name of a PNG (computed once,
+    then kept in the blob store).
 
     Heatmaps are not stored at capture time (the station's path stays short and most are never
     looked at); the first inspector to toggle it pays one inference, cached on disk by image
@@ -75,7 +75,7 @@ def capture_heatmap_png(*, capture: Capture) -> Path:
     model = prediction.model_version
     relative = f"heatmaps/{model.sha256[:2]}/{model.sha256[:16]}-{capture.image_sha256}.png"
     if blobs.blob_exists(relative):
-        return blobs.blob_path(relative)
+        return relative
     try:
         image = image_decode(blobs.blob_read(capture.image))
         output = serving.predict(sha256=model.sha256, artifact=model.artifact, image=image)
@@ -85,4 +85,4 @@ def capture_heatmap_png(*, capture: Capture) -> Path:
         raise ApplicationError(
             "The heatmap cannot be computed for this capture.", code="no_heatmap", status=404
         ) from exc
-    return blobs.blob_path(blobs.blob_write_at(relative, png))
+    return blobs.blob_write_at(relative, png)

@@ -18,7 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from core.blobs import blob_path, blob_write
+from core.blobs import blob_local_path, blob_write
 from core.errors import ApplicationError
 from labeling import regions as region_tools
 from labeling.coco import coco_document, coco_read
@@ -186,7 +186,7 @@ def _polygon_mask(regions: list[dict], image: str, width: int | None, height: in
     if not any(r.get("shape") == "polygon" for r in regions):
         return ""
     if not width or not height:
-        width, height = image_size(blob_path(image))
+        width, height = image_size(blob_local_path(image))
     mask = region_tools.regions_mask(regions, width=width, height=height)
     relative, _ = blob_write(region_tools.mask_png(mask), extension="png", folder="masks")
     return relative
@@ -457,7 +457,7 @@ def dataset_version_coco(*, dataset_version: DatasetVersion) -> dict[str, Any]:
     """The version as COCO JSON; file names are the stored images' paths under MEDIA_ROOT."""
     images = []
     for row in dataset_version.items.order_by("id"):
-        width, height = image_size(blob_path(row.image))
+        width, height = image_size(blob_local_path(row.image))
         images.append(
             {
                 "file_name": row.image,

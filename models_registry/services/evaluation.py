@@ -5,7 +5,6 @@ model on the same benchmark so the page and the gate compare like with like."""
 import logging
 import shutil
 import traceback
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,8 +33,9 @@ WORST_SHOWN = 6
 SLICE_NAMES = ("line", "defect_type", "defect_size", "lighting")
 
 
-def evaluation_folder(evaluation: Evaluation) -> Path:
-    return blobs.blob_path(f"evaluations/{evaluation.pk}", store=blobs.MODELS)
+def evaluation_overlay_name(evaluation: Evaluation, overlay: str) -> str:
+    """Where one of an evaluation's kept overlays is stored (in the MODELS store)."""
+    return f"evaluations/{evaluation.pk}/{overlay}"
 
 
 @transaction.atomic
@@ -192,12 +192,11 @@ def evaluation_execute(*, evaluation_id: int, hostname: str = "") -> Evaluation 
     if evaluation is None:
         return None
     reporter = JobReporter(evaluation)
-    folder = evaluation_folder(evaluation)
-    scratch = folder / "all"
+    scratch = blobs.blob_scratch(f"evaluation-{evaluation.pk}")
     try:
         version = evaluation.model_version
         predictor = Predictor.from_artifact(
-            artifact_path(version.artifact),
+            artifact_path(version.artifact, version.sha256),
             threads=settings.TRAINING_THREADS or None,
             expected_sha256=version.sha256,
         )
@@ -221,7 +220,11 @@ def evaluation_execute(*, evaluation_id: int, hostname: str = "") -> Evaluation 
         for group in ("false_negatives", "false_positives"):
             for row in worst[group]:
                 if row.get("overlay"):
-                    shutil.move(scratch / row["overlay"], folder / row["overlay"])
+                    blobs.blob_copy_file(
+                        scratch / row["overlay"],
+                        evaluation_overlay_name(evaluation, row["overlay"]),
+                        store=blobs.MODELS,
+                    )
         shutil.rmtree(scratch, ignore_errors=True)
         metrics = {
             k: (round(v, 5) if isinstance(v, float) else v) for k, v in report.metrics.items()

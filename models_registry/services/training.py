@@ -4,6 +4,7 @@ candidate ModelVersion that is then evaluated next to the line's production mode
 
 import dataclasses
 import logging
+import shutil
 import traceback
 from typing import Any
 
@@ -225,20 +226,21 @@ def _train_and_register(run: TrainingRun, reporter: JobReporter, progress: _Trai
         should_stop=reporter.should_stop,
         val_items=val_items,
     )
-    folder = blobs.blob_path("training", store=blobs.MODELS)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"run-{run.pk}.pt"
-    result.save(path)
-    version = model_version_register(
-        path=path,
-        name=run.name,
-        user=run.created_by,
-        parent=run.parent,
-        dataset_version=run.dataset_version,
-        training_data=described,
-        notes=f"Training run {run.pk} ({result.stopped_because}).",
-    )
-    path.unlink(missing_ok=True)  # registered: the registry keeps its own copy by hash
+    folder = blobs.blob_scratch(f"training-{run.pk}")
+    try:
+        path = folder / f"run-{run.pk}.pt"
+        result.save(path)
+        version = model_version_register(
+            path=path,
+            name=run.name,
+            user=run.created_by,
+            parent=run.parent,
+            dataset_version=run.dataset_version,
+            training_data=described,
+            notes=f"Training run {run.pk} ({result.stopped_because}).",
+        )
+    finally:  # registered: the registry keeps its own copy by hash
+        shutil.rmtree(folder, ignore_errors=True)
     reporter.log(f"registered {version} ({version.sha256[:12]}); {result.stopped_because}")
     return version
 

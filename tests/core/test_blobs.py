@@ -32,6 +32,9 @@ def test_models_live_under_models_root_and_large_files_are_copied(settings, tmp_
     source = tmp_path / "model.pt"
     source.write_bytes(b"weights" * 1000)
     name = blobs.blob_copy_file(source, "models/abc.pt", store=blobs.MODELS)
-    assert blobs.blob_path(name, store=blobs.MODELS) == tmp_path / "models-root" / "models/abc.pt"
+    assert (
+        blobs.blob_local_path(name, store=blobs.MODELS)
+        == tmp_path / "models-root" / "models/abc.pt"
+    )
     assert blobs.blob_read(name, store=blobs.MODELS) == source.read_bytes()
-    assert blobs.blob_path(str(source)) == Path(source)  # an absolute path passes through
+    assert blobs.blob_local_path(str(source)) == Path(source)  # an absolute path passes through

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from core import blobs
 from core.blobs import blob_write
 from core.errors import ApplicationError
 from inspection.models import Decision
@@ -65,8 +66,10 @@ def test_a_run_trains_registers_a_candidate_and_evaluates_it_beside_production(
     assert sum(row["n"] for row in mine.slices["lighting"]) == 8
     shown = mine.worst["false_negatives"] + mine.worst["false_positives"]
     for row in shown:
-        assert (services.evaluation.evaluation_folder(mine) / row["overlay"]).is_file()
-    assert not (services.evaluation.evaluation_folder(mine) / "all").exists()
+        name = services.evaluation.evaluation_overlay_name(mine, row["overlay"])
+        assert blobs.blob_exists(name, store=blobs.MODELS)
+    assert not list(Path(settings.MODELS_ROOT).glob("evaluations/*/all"))
+    assert not list((Path(settings.BLOB_CACHE_ROOT) / "scratch").glob("*"))  # cleaned up
 
 
 def test_a_queued_run_is_cancelled_at_once_and_never_runs(line):
