@@ -355,6 +355,7 @@ CELERY_BEAT_SCHEDULE = {
     "registry-jobs-reap": {"task": "models_registry.jobs_reap", "schedule": 60.0},
     "registry-auto-retrain": {"task": "models_registry.auto_retrain_check", "schedule": 600.0},
     "monitoring-lines-check": {"task": "monitoring.lines_check", "schedule": 60.0},
+    "inspection-retention": {"task": "inspection.retention_apply", "schedule": 3600.0},
 }
 
 # API throttles (core/throttling.py): requests per station (by token), per logged-in user and,

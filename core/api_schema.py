@@ -60,6 +60,7 @@ ERROR_DESCRIPTIONS = {
     403: "Logged in, but not allowed to do this.",
     404: "Unknown object.",
     409: "Conflict with the object's current state.",
+    410: "Gone: the file was deleted by the line's retention (the record stays).",
     413: "Too large: the body, the image or its pixels.",
     415: "Not an accepted image or media type.",
     429: "Too many requests: try again after Retry-After seconds.",

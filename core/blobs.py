@@ -11,7 +11,7 @@ configured, the same code either way. Every app reads and writes files through h
   error (507 `storage_full`), an object store that cannot be reached another (503
   `storage_unavailable`); nothing is left behind by either.
 - `blob_read`, `blob_open`, `blob_exists`, `blob_file_response`: reads, streamed where they
-  can be.
+  can be; `blob_delete` (retention).
 - `blob_local_path`: a file on this machine's disk holding the bytes, for code that needs a
   path (torch loading an artifact, a training run reading images): the stored file itself on
   local storage, else a copy cached under BLOB_CACHE_ROOT by name (names are content-addressed,
@@ -155,6 +155,21 @@ def blob_copy_file(source: Path, relative: str, *, store: str = MEDIA) -> str:
         with open(source, "rb") as stream:
             storage.save(name, File(stream, name=Path(name).name))
     return relative
+
+
+def blob_delete(relative: str | Path, *, store: str = MEDIA) -> int:
+    """Delete a stored file; its size in bytes, or 0 when there was none."""
+    name = _name(relative)
+    storage = blob_storage(store)
+    with _storage_errors(name, writing=True):
+        try:
+            if not storage.exists(name):
+                return 0
+            size = storage.size(name)
+        except FileNotFoundError:
+            return 0
+        storage.delete(name)
+    return size
 
 
 def blob_open(relative: str | Path, *, store: str = MEDIA) -> IO[bytes]:

@@ -26,6 +26,9 @@ class ProductionLine(models.Model):
     # decisions where the model gave a confident verdict (shadow or assisted), agreeing this often.
     min_shadow_captures = models.PositiveIntegerField(default=200)
     min_agreement_percent = models.FloatField(default=95.0)
+    # How long capture images are kept (days; None: for ever). Older images are deleted from
+    # the store by a beat job unless a label task or a dataset version uses them; rows stay.
+    image_retention_days = models.PositiveIntegerField(null=True, blank=True)
     # Inspectors see, claim and decide only the captures of lines they are assigned to;
     # supervisors and admins see every line. Edited by supervisors (audited) and in the admin.
     inspectors = models.ManyToManyField(

@@ -26,6 +26,8 @@ class Capture(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     captured_at = models.DateTimeField(null=True, blank=True)
     received_at = models.DateTimeField(db_index=True)
+    # Set when the line's retention deleted the image from the store (the row stays).
+    image_deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-received_at"]

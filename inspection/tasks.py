@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from inspection.services import predictions, rescoring
+from inspection.services import predictions, rescoring, retention
 
 
 @shared_task(
@@ -18,6 +18,12 @@ def capture_predict_offline(capture_id: str, role: str = "shadow") -> int | None
     """Run a non-acting model (shadow) on a stored capture, off the station's request path."""
     prediction = predictions.prediction_record_offline(capture_id=capture_id, role=role)
     return prediction.pk if prediction else None
+
+
+@shared_task(name="inspection.retention_apply", acks_late=True, soft_time_limit=540, time_limit=600)
+def retention_apply() -> dict:
+    """Beat, hourly: delete capture images past their line's retention (bounded batches)."""
+    return retention.retention_apply().to_dict()
 
 
 # The name is the registry's: the registry queues the job (models_registry.services.batch) and

@@ -206,6 +206,16 @@ def capture_check_visible(user: Any, line_id: int | None) -> None:
         raise ApplicationError("No such capture.", code="not_found", status=404)
 
 
+def capture_check_image_kept(capture) -> None:
+    if capture.image_deleted_at is not None:
+        raise ApplicationError(
+            f"The image was deleted on {capture.image_deleted_at:%Y-%m-%d} by the line's "
+            "retention; the capture's record and verdict are kept.",
+            code="image_deleted",
+            status=410,
+        )
+
+
 def _wait_seconds(request) -> float | None:
     raw = request.GET.get("wait")
     if raw in (None, ""):
@@ -393,10 +403,11 @@ class CaptureImageApi(APIView):
 
     permission_classes = [IsAuthenticated, IsInspector]
 
-    @extend_schema(responses={(200, "image/*"): bytes})
+    @extend_schema(responses={(200, "image/*"): bytes, **errors(410)})
     def get(self, request, capture_id):
         capture = selectors.capture_get(capture_id=capture_id)
         capture_check_visible(request.user, capture.line_id)
+        capture_check_image_kept(capture)
         return blobs.blob_file_response(capture.image, content_type=f"image/{capture.image_format}")
 
 
@@ -405,10 +416,11 @@ class CaptureHeatmapApi(APIView):
 
     permission_classes = [IsAuthenticated, IsInspector]
 
-    @extend_schema(responses={(200, "image/png"): bytes})
+    @extend_schema(responses={(200, "image/png"): bytes, **errors(410)})
     def get(self, request, capture_id):
         capture = selectors.capture_get(capture_id=capture_id)
         capture_check_visible(request.user, capture.line_id)
+        capture_check_image_kept(capture)
         if InspectorCaptureSerializer().get_model(capture) is None:
             raise ApplicationError(
                 "The model's output is hidden for this capture.", code="no_heatmap", status=404

@@ -26,6 +26,7 @@ class LineOutputSerializer(serializers.Serializer):
     audit_percent = serializers.FloatField()
     min_shadow_captures = serializers.IntegerField()
     min_agreement_percent = serializers.FloatField()
+    image_retention_days = serializers.IntegerField(allow_null=True)
     updated_at = serializers.DateTimeField()
     inspectors = serializers.SerializerMethodField()
     deployments = serializers.SerializerMethodField()
@@ -74,6 +75,13 @@ class LineDetailApi(APIView):
             min_value=0, max_value=INT_MAX, required=False
         )
         min_agreement_percent = serializers.FloatField(min_value=0, max_value=100, required=False)
+        image_retention_days = serializers.IntegerField(
+            min_value=1,
+            max_value=36500,
+            allow_null=True,
+            required=False,
+            help_text="Days capture images are kept (null: for ever); the rows stay.",
+        )
         inspectors = serializers.ListField(
             child=serializers.CharField(max_length=150),
             max_length=1000,

@@ -7,6 +7,7 @@
 - lines: audited line settings behind the guard rail, lines, stations and their tokens
 - predictions: the shadow model offline, heatmaps on demand
 - rescoring: batch re-scoring of stored captures with a registry version
+- retention: capture images deleted after each line's retention days (rows stay)
 """
 
 from inspection.services.captures import IngestResult, capture_ingest, image_decode, image_format
@@ -25,12 +26,14 @@ from inspection.services.lines import (
 )
 from inspection.services.predictions import capture_heatmap_png, prediction_record_offline
 from inspection.services.rescoring import batch_predict_execute, batch_prediction_summary
+from inspection.services.retention import RetentionReport, retention_apply
 from inspection.services.verdicts import UNDO_SECONDS, verdict_record, verdict_undo
 
 __all__ = [
     "UNDO_SECONDS",
     "IngestResult",
     "NewStation",
+    "RetentionReport",
     "batch_predict_execute",
     "batch_prediction_summary",
     "capture_claim",
@@ -38,6 +41,7 @@ __all__ = [
     "capture_ingest",
     "capture_release",
     "decision_claim",
+    "retention_apply",
     "decision_for_update",
     "image_decode",
     "image_format",

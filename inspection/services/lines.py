@@ -22,6 +22,7 @@ _LINE_FIELDS = (
     "audit_percent",
     "min_shadow_captures",
     "min_agreement_percent",
+    "image_retention_days",
 )
 
 
@@ -86,6 +87,12 @@ def line_settings_update(*, line: ProductionLine, user: Any, **changes: Any) -> 
     if not 0 <= changes.get("min_agreement_percent", line.min_agreement_percent) <= 100:
         raise ApplicationError(
             "min_agreement_percent must be between 0 and 100.", code="invalid_percent"
+        )
+    days = changes.get("image_retention_days")
+    if days is not None and not 1 <= days <= 36500:
+        raise ApplicationError(
+            "image_retention_days must be 1 to 36500 days, or null to keep images for ever.",
+            code="invalid_retention",
         )
     if changes.get("min_shadow_captures", 0) < 0:
         raise ApplicationError("min_shadow_captures cannot be negative.", code="invalid_count")

@@ -14,6 +14,9 @@ for (const form of document.querySelectorAll("form.line-settings")) {
     data.inspectors = fields.getAll("inspectors");
     for (const name of NUMBERS) data[name] = Number(data[name]);
     data.min_shadow_captures = Number.parseInt(data.min_shadow_captures, 10);
+    // Empty: keep images for ever.
+    data.image_retention_days =
+      data.image_retention_days === "" ? null : Number.parseInt(data.image_retention_days, 10);
     try {
       await api("PATCH", `/api/v1/lines/${encodeURIComponent(form.dataset.line)}`, data);
     } catch (error) {
