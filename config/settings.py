@@ -309,7 +309,11 @@ else:
 # Queue names can be changed (tests give each run its own on a shared Redis).
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_DEFAULT_QUEUE", "default")
 TRAINING_QUEUE = env("CELERY_TRAINING_QUEUE", "training")
-CELERY_TASK_ROUTES = {"models_registry.training_run_execute": {"queue": TRAINING_QUEUE}}
+CELERY_TASK_ROUTES = {
+    "models_registry.training_run_execute": {"queue": TRAINING_QUEUE},
+    # The edge model's ONNX export: CPU-heavy for a few seconds, kept off the default queue.
+    "models_registry.edge_export_execute": {"queue": TRAINING_QUEUE},
+}
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"

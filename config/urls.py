@@ -8,6 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from config import health, metrics
 from core.errors import json_not_found
 from inspection import views as inspection_views
+from models_registry import apis as registry_apis
 
 urlpatterns = [
     # Operations (shared/INTERFACES.md): probes and the Prometheus scrape, no login.
@@ -25,6 +26,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/models/", include("models_registry.urls")),
     path("api/v1/monitoring/", include("monitoring.urls")),
+    # The line's edge model (ONNX) for its stations (shared/INTERFACES.md).
+    path("api/v1/lines/<slug:code>/model", registry_apis.LineEdgeModelApi.as_view()),
     path("api/v1/", include("inspection.urls")),
     path("api/v1/", include("labeling.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -2,16 +2,24 @@
 per line and batch predictions. Supervisors write; every view parses, calls one service or
 selector, and serializes."""
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from django.http import FileResponse, HttpResponseNotModified
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core import blobs
 from core import selectors as core_selectors
 from core.api_schema import ID_MAX, INT_MAX, errors
 from core.errors import ApplicationError
-from core.permissions import IsSupervisor
+from core.permissions import IsStationOrStaff, IsSupervisor, is_station
+from core.roles import SUPERVISING, user_has_role
 from labeling.selectors import dataset_version_get
 from models_registry import selectors, services
 from models_registry.models import (
@@ -422,3 +430,54 @@ class BatchPredictionDetailApi(APIView):
         return Response(
             BatchPredictionSerializer(_get(BatchPrediction, batch_id, "batch prediction")).data
         )
+
+
+class LineEdgeModelApi(APIView):
+    """`GET /api/v1/lines/{code}/model`: the line's production model as ONNX, for a station to
+    run when the server cannot be reached (input `images`: float32 RGB 0..255, NCHW, H and W
+    multiples of 8; outputs `heatmap` and `score`). `If-None-Match` with the current ETag
+    answers 304; 404 without a production model; 503 while its export is being made."""
+
+    permission_classes = [IsAuthenticated, IsStationOrStaff]
+
+    @extend_schema(
+        operation_id="v1_lines_model_retrieve",
+        parameters=[OpenApiParameter("If-None-Match", str, OpenApiParameter.HEADER)],
+        responses={
+            (200, "application/octet-stream"): bytes,
+            304: OpenApiResponse(description="Not modified: the station has this model."),
+            **errors(404, 503),
+        },
+    )
+    def get(self, request, code):
+        line = core_selectors.line_get(code=code)
+        if is_station(request):
+            if line.pk != request.auth.line_id:
+                raise ApplicationError(
+                    f"Unknown production line {code!r}.", code="unknown_line", status=404
+                )
+        elif not user_has_role(request.user, *SUPERVISING):
+            raise ApplicationError(
+                "The edge model is for stations and supervisors.", code="forbidden", status=403
+            )
+        version, state = services.line_edge_model(line=line)
+        etag = f'"{state["sha256"]}"'
+        headers = {
+            "ETag": etag,
+            "X-Model-Version": str(version.pk),
+            "X-Model-Sha256": state["sha256"],
+            "Cache-Control": "private, no-cache",  # revalidate: the line's model may change
+        }
+        wanted = {tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")}
+        if etag in wanted or f"W/{etag}" in wanted or "*" in wanted:
+            return HttpResponseNotModified(headers=headers)
+        stream = blobs.blob_open(state["artifact"], store=blobs.MODELS)
+        response = FileResponse(
+            stream,
+            content_type="application/octet-stream",
+            as_attachment=True,
+            filename=f"{line.code}-model-{version.pk}.onnx",
+        )
+        for name, value in headers.items():
+            response[name] = value
+        return response

@@ -44,6 +44,10 @@ class ModelVersion(models.Model):
     training_data = models.CharField(max_length=200, blank=True)
     code_version = models.CharField(max_length=64, blank=True)  # git commit of the trainer
     metrics = models.JSONField(default=dict, blank=True)  # validation metrics from training
+    # The ONNX export stations run at the edge (made after registration, parity-checked against
+    # the eager model): {"status": "pending"|"ready"|"failed", "artifact", "sha256", "bytes",
+    # "max_abs_diff", "tolerance", "input_spec", "exported_at", "error"}.
+    edge_export = models.JSONField(default=dict, blank=True)
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(

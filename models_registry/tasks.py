@@ -8,7 +8,7 @@ Every task is idempotent: the service runs only a queued job.
 
 from celery import shared_task
 
-from models_registry.services import evaluation, jobs, rollout, training
+from models_registry.services import edge, evaluation, jobs, rollout, training
 
 
 @shared_task(name="models_registry.training_run_execute", bind=True, acks_late=True)
@@ -23,6 +23,15 @@ def evaluation_run_execute(self, evaluation_id: int) -> str | None:
         evaluation_id=evaluation_id, hostname=self.request.hostname or ""
     )
     return result.status if result else None
+
+
+@shared_task(
+    name="models_registry.edge_export_execute", acks_late=True, soft_time_limit=300, time_limit=330
+)
+def edge_export_execute(model_version_id: int) -> str | None:
+    """Export a registered version to ONNX for the stations (training queue: CPU-heavy)."""
+    state = edge.edge_export_execute(model_version_id=model_version_id)
+    return state.get("status") if state else None
 
 
 @shared_task(name="models_registry.canary_check", acks_late=True, soft_time_limit=50, time_limit=60)

@@ -142,6 +142,9 @@ def export_onnx(
             output_names=["heatmap", "score"],
             dynamic_shapes={"images": free},
             dynamo=True,
+            # One self-contained file (weights inside, not in a side `.onnx.data` file): what a
+            # station downloads and loads from bytes must be the whole model.
+            external_data=False,
             verbose=False,
         )
     except Exception as error:  # the exporter raises many types; the caller needs one

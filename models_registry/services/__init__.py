@@ -2,6 +2,11 @@
 the names are re-exported here: `from models_registry import services`."""
 
 from models_registry.services.batch import batch_prediction_start
+from models_registry.services.edge import (
+    edge_export_execute,
+    edge_export_request,
+    line_edge_model,
+)
 from models_registry.services.evaluation import (
     evaluation_execute,
     evaluation_request,
@@ -39,6 +44,9 @@ __all__ = [
     "RAMP_STEPS",
     "TRAINING_PRESETS",
     "auto_retrain_check",
+    "edge_export_execute",
+    "edge_export_request",
+    "line_edge_model",
     "batch_prediction_start",
     "canary_check",
     "deployment_remove",

@@ -20,6 +20,7 @@ from models_registry.models import (
     RolloutAction,
     RolloutEvent,
 )
+from models_registry.services.edge import edge_export_request
 from vision.artifacts import ArtifactError, read_metadata
 
 
@@ -92,7 +93,7 @@ def model_version_register(
         .values_list("version", flat=True)
         .first()
     )
-    return ModelVersion.objects.create(
+    version = ModelVersion.objects.create(
         name=name,
         version=(latest or 0) + 1,
         artifact=str(relative),
@@ -106,6 +107,9 @@ def model_version_register(
         created_by=user if getattr(user, "pk", None) else None,
         dataset_version=dataset_version,
     )
+    # The stations' ONNX copy, made off this path once the registration commits.
+    edge_export_request(model_version=version)
+    return version
 
 
 @transaction.atomic
