@@ -7,6 +7,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -88,3 +89,31 @@ def events_send(messages: list[tuple[str, dict]]) -> None:
 def events_send_on_commit(messages: list[tuple[str, dict]]) -> None:
     """Send (group, message) pairs once the current transaction commits."""
     transaction.on_commit(lambda: events_send(messages))
+
+
+# --- Listening channels that end (a station's long poll) ---
+
+# channels_redis keeps, per process, a buffer of messages by channel; a message that reaches a
+# channel after its reader left (the long poll found the decision in the database first, then
+# the event arrived) stays there for ever: about one per pending capture, the web process's
+# memory growing through a soak. A channel whose listener ended is dropped from the buffer at
+# once, and again after the layer's message expiry (a late message may still be pulled in until
+# then by another listener of the process).
+FORGET_AFTER_SECONDS = 90.0
+_ended: dict[str, float] = {}
+_ended_lock = threading.Lock()
+
+
+def channel_forget(layer, channel: str, *, now: float | None = None) -> None:
+    """Call when nothing will listen on `channel` again (after group_discard)."""
+    buffer = getattr(layer, "receive_buffer", None)
+    if buffer is None:  # the in-memory layer keeps no such buffer
+        return
+    now = time.monotonic() if now is None else now
+    buffer.pop(channel, None)
+    with _ended_lock:
+        _ended[channel] = now
+        for name, ended in list(_ended.items()):
+            if now - ended >= FORGET_AFTER_SECONDS:
+                buffer.pop(name, None)
+                del _ended[name]
