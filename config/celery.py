@@ -5,7 +5,14 @@ import os
 from pathlib import Path
 
 from celery import Celery
-from celery.signals import before_task_publish, setup_logging, task_postrun, task_prerun
+from celery.signals import (
+    beat_init,
+    before_task_publish,
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_init,
+)
 
 from core.request_id import TASK_HEADER, request_id_get, request_id_reset, request_id_set
 
@@ -59,3 +66,18 @@ def _django_logging(**kwargs) -> None:
     from django.conf import settings
 
     logging.config.dictConfig(settings.LOGGING)
+
+
+@worker_init.connect
+@beat_init.connect
+def _refuse_to_start_misconfigured(**kwargs) -> None:
+    # As the web server does (config/asgi.py): with DEBUG off and no SECRET_KEY, a worker or beat
+    # does not start. Celery logs and swallows what a signal handler raises, hence SystemExit.
+    from django.core.exceptions import ImproperlyConfigured
+
+    from config.settings import check_production_settings
+
+    try:
+        check_production_settings()
+    except ImproperlyConfigured as exc:
+        raise SystemExit(f"ImproperlyConfigured: {exc}") from exc
