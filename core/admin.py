@@ -8,7 +8,13 @@ from core.models import LineSettingsChange, ProductionLine, Station
 @admin.register(ProductionLine)
 class ProductionLineAdmin(admin.ModelAdmin):
     list_display = ["code", "name", "automation_level", "pass_threshold", "fail_threshold"]
-    readonly_fields = ["automation_level", "pass_threshold", "fail_threshold", "audit_percent"]
+    readonly_fields = [
+        "automation_level",
+        "pass_threshold",
+        "fail_threshold",
+        "audit_percent",
+        "outage_policy",
+    ]
     filter_horizontal = ["inspectors"]  # who may inspect the line (supervisors see all)
 
 

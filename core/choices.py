@@ -17,3 +17,11 @@ class AutomationLevel(models.TextChoices):
 class Verdict(models.TextChoices):
     PASS = "pass", "Pass"
     FAIL = "fail", "Fail"
+
+
+class OutagePolicy(models.TextChoices):
+    """What a line's stations do with a phone while the server cannot be reached."""
+
+    HOLD = "hold", "Hold: the station holds the phone until the server answers"
+    REJECT = "reject", "Reject: the phone goes to rework"
+    EDGE = "edge", "Edge: the station's copy of the production model decides (unsure: hold)"

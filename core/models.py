@@ -7,9 +7,16 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from core.choices import AutomationLevel, Verdict
+from core.choices import AutomationLevel, OutagePolicy, Verdict
 
-__all__ = ["AutomationLevel", "LineSettingsChange", "ProductionLine", "Station", "Verdict"]
+__all__ = [
+    "AutomationLevel",
+    "LineSettingsChange",
+    "OutagePolicy",
+    "ProductionLine",
+    "Station",
+    "Verdict",
+]
 
 
 class ProductionLine(models.Model):
@@ -29,6 +36,11 @@ class ProductionLine(models.Model):
     # How long capture images are kept (days; None: for ever). Older images are deleted from
     # the store by a beat job unless a label task or a dataset version uses them; rows stay.
     image_retention_days = models.PositiveIntegerField(null=True, blank=True)
+    # What the line's stations do with a phone while they cannot reach the server (read by the
+    # station client from GET /api/v1/lines/<code> and kept for when the server is down).
+    outage_policy = models.CharField(
+        max_length=8, choices=OutagePolicy.choices, default=OutagePolicy.HOLD
+    )
     # Inspectors see, claim and decide only the captures of lines they are assigned to;
     # supervisors and admins see every line. Edited by supervisors (audited) and in the admin.
     inspectors = models.ManyToManyField(

@@ -7,7 +7,7 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from core import selectors as core_selectors
-from core.models import AutomationLevel
+from core.models import AutomationLevel, OutagePolicy
 from core.permissions import page_roles_required
 from core.roles import INSPECTING, SUPERVISING, user_roles
 from inspection import selectors, services
@@ -60,6 +60,7 @@ def supervise(request):
         {
             "overview": selectors.line_overview(now=timezone.now()),
             "levels": AutomationLevel.choices,
+            "outage_policies": OutagePolicy.choices,
             "changes": selectors.recent_line_changes(),
             "inspectors": core_selectors.inspector_users(),
         },

@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from core.api_schema import INT_MAX, errors
 from core.errors import ApplicationError
-from core.models import AutomationLevel
+from core.models import AutomationLevel, OutagePolicy
 from core.permissions import IsStationOrStaff, IsSupervisor, is_station
 from core.selectors import line_is_visible, lines_visible
 from inspection import selectors, services
@@ -27,6 +27,11 @@ class LineOutputSerializer(serializers.Serializer):
     min_shadow_captures = serializers.IntegerField()
     min_agreement_percent = serializers.FloatField()
     image_retention_days = serializers.IntegerField(allow_null=True)
+    outage_policy = serializers.ChoiceField(
+        choices=OutagePolicy.choices,
+        help_text="What the line's stations do with a phone while the server cannot be reached: "
+        "hold it, reject it to rework, or let the edge model decide (unsure: hold).",
+    )
     updated_at = serializers.DateTimeField()
     inspectors = serializers.SerializerMethodField()
     deployments = serializers.SerializerMethodField()
@@ -81,6 +86,11 @@ class LineDetailApi(APIView):
             allow_null=True,
             required=False,
             help_text="Days capture images are kept (null: for ever); the rows stay.",
+        )
+        outage_policy = serializers.ChoiceField(
+            choices=OutagePolicy.choices,
+            required=False,
+            help_text="hold (default), reject or edge: what stations do while the server is down.",
         )
         inspectors = serializers.ListField(
             child=serializers.CharField(max_length=150),

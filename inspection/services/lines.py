@@ -9,7 +9,7 @@ from django.db import transaction
 
 from core.authentication import token_generate, token_hash
 from core.errors import ApplicationError
-from core.models import AutomationLevel, LineSettingsChange, ProductionLine, Station
+from core.models import AutomationLevel, LineSettingsChange, OutagePolicy, ProductionLine, Station
 from core.roles import Role, user_has_role
 from inspection import events, policy, selectors
 
@@ -23,6 +23,7 @@ _LINE_FIELDS = (
     "min_shadow_captures",
     "min_agreement_percent",
     "image_retention_days",
+    "outage_policy",
 )
 
 
@@ -74,6 +75,11 @@ def line_settings_update(*, line: ProductionLine, user: Any, **changes: Any) -> 
         raise ApplicationError(
             f"automation_level must be one of {', '.join(AutomationLevel.values)}.",
             code="invalid_level",
+        )
+    if "outage_policy" in changes and changes["outage_policy"] not in OutagePolicy.values:
+        raise ApplicationError(
+            f"outage_policy must be one of {', '.join(OutagePolicy.values)}.",
+            code="invalid_outage_policy",
         )
     pass_threshold = changes.get("pass_threshold", line.pass_threshold)
     fail_threshold = changes.get("fail_threshold", line.fail_threshold)

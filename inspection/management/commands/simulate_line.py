@@ -18,6 +18,7 @@ import numpy as np
 from django.core.management.base import BaseCommand, CommandError
 from PIL import Image
 
+from station_client import RetryPolicy, ServerUnavailable, post_capture
 from vision.images import encode_jpeg
 from vision.synth import Lighting, item_seed, synth_phone
 from vision.synth.phones import _random_lighting
@@ -40,6 +41,9 @@ def parse_duration(text: str) -> float:
     value = float(match.group(1))
     return value * 60 if (match.group(2) or "s").startswith("m") else value
 
+
+# A simulated station retries a little, so a busy demo server does not lose its phones.
+SEND_RETRY = RetryPolicy(attempts=3, max_delay=2.0, max_retry_after=5.0)
 
 # What --lighting-shift-after switches to: a dimmer, warmer lamp (drift monitoring should see it).
 # --gradual-drift-after reaches the same lamp little by little.
@@ -227,17 +231,27 @@ class Command(BaseCommand):
             "lighting_shift": round(phone.lighting_share, 3),
             "camera_shifted": phone.camera_shifted,
         }
-        form = {
-            "line": options["line"],
-            "idempotency_key": key,
-            "captured_at": datetime.now(UTC).isoformat(),
-            "metadata": json.dumps(metadata),
-        }
         t0 = time.perf_counter()
         try:
-            response = client.post(
-                url, data=form, files={"image": ("phone.jpg", data, "image/jpeg")}
+            # The station client's sending: the same key again after a dropped connection,
+            # a 429 or a 503 (backoff with jitter, Retry-After honoured).
+            response = post_capture(
+                client,
+                url=url,
+                line=options["line"],
+                idempotency_key=key,
+                image=data,
+                filename="phone.jpg",
+                captured_at=datetime.now(UTC).isoformat(),
+                metadata=metadata,
+                policy=SEND_RETRY,
+                sleep=time.sleep,
             )
+        except ServerUnavailable as exc:
+            if exc.response is None:
+                self.stderr.write(f"{key[:8]}  request failed: {exc}")
+                return
+            response = exc.response  # still "not now" after the retries: shown below
         except httpx.HTTPError as exc:
             self.stderr.write(f"{key[:8]}  request failed: {exc}")
             return
