@@ -238,8 +238,15 @@ CAPTURE_METADATA_MAX_DEPTH = env_int("CAPTURE_METADATA_MAX_DEPTH", 5)
 # CAPTURE_MAX_BYTES plus this much multipart envelope and fields, a dataset import
 # IMPORT_MAX_BYTES, anything else REQUEST_MAX_BYTES.
 CAPTURE_FORM_OVERHEAD_BYTES = env_int("CAPTURE_FORM_OVERHEAD_BYTES", 64 * 1024)
-IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 512 * 1024 * 1024)
+IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 2 * 1024 * 1024 * 1024)
 REQUEST_MAX_BYTES = env_int("REQUEST_MAX_BYTES", 2 * 1024 * 1024)
+# A dataset import archive (a zip): at most this many entries and this many bytes unpacked (a
+# zip bomb is refused before anything is extracted), and how long its worker may take.
+DATASET_IMPORT_MAX_FILES = env_int("DATASET_IMPORT_MAX_FILES", 50_000)
+DATASET_IMPORT_MAX_UNCOMPRESSED_BYTES = env_int(
+    "DATASET_IMPORT_MAX_UNCOMPRESSED_BYTES", 4 * 1024 * 1024 * 1024
+)
+DATASET_IMPORT_SOFT_TIME_LIMIT = env_int("DATASET_IMPORT_SOFT_TIME_LIMIT", 3600)
 # Django's spool: bodies and uploads up to this stay in memory, larger ones go to a temp file.
 FILE_UPLOAD_MAX_MEMORY_SIZE = env_int("FILE_UPLOAD_MAX_MEMORY_SIZE", 4 * 1024 * 1024)
 # Form fields other than files, and JSON bodies; more answers 413 / 400, never 500.
@@ -342,11 +349,17 @@ CELERY_TASK_ANNOTATIONS = {
         "models_registry.batch_predict_execute",
     )
 }
+CELERY_TASK_ANNOTATIONS["labeling.dataset_import_execute"] = {
+    "soft_time_limit": DATASET_IMPORT_SOFT_TIME_LIMIT,
+    "time_limit": DATASET_IMPORT_SOFT_TIME_LIMIT + 60,
+}
 # Every other task has its limits on its decorator (a test checks that none is without).
 if REDIS_URL:
     # Redis hands an unacknowledged message to another worker after this long (its worker
     # died): longer than any task may run, or a long training run would be delivered twice.
-    CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = TRAINING_SOFT_TIME_LIMIT + 300 + 600
+    CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = (
+        max(TRAINING_SOFT_TIME_LIMIT + 300, DATASET_IMPORT_SOFT_TIME_LIMIT + 60) + 600
+    )
 # A running job writes a heartbeat this often; one silent for JOB_STALE_SECONDS is "worker lost".
 JOB_HEARTBEAT_SECONDS = float(env("JOB_HEARTBEAT_SECONDS") or 10)
 JOB_STALE_SECONDS = float(env("JOB_STALE_SECONDS") or 120)

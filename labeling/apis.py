@@ -1,11 +1,14 @@
 """The labeling API (v1): tasks, annotations (autosave, submit), review, labeler statistics,
-dataset versions (create, export as COCO). Parse, call one service or selector, serialize."""
+dataset versions (create, import an archive, export as COCO). Parse, call one service or
+selector, serialize."""
 
 import mimetypes
 
+from django.conf import settings
 from django.utils.http import content_disposition_header
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -16,7 +19,14 @@ from core.errors import ApplicationError
 from core.permissions import IsLabeler, IsSupervisor
 from core.roles import SUPERVISING, user_has_role
 from labeling import queue, selectors, services
-from labeling.models import Annotation, DatasetVersion, LabelTask, LabelTaskSource
+from labeling.models import (
+    Annotation,
+    DatasetImport,
+    DatasetVersion,
+    LabelTask,
+    LabelTaskSource,
+)
+from labeling.services import imports
 
 
 class TaskSerializer(serializers.ModelSerializer):
@@ -359,3 +369,89 @@ class DatasetCocoApi(APIView):
                 True, f"{version.name}.coco.json"
             )
         return response
+
+
+class DatasetImportSerializer(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True)
+
+    class Meta:
+        model = DatasetImport
+        fields = [
+            "id",
+            "name",
+            "status",
+            "dataset_version",
+            "errors",
+            "error",
+            "progress",
+            "counts",
+            "archive_name",
+            "archive_size",
+            "created_by",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class DatasetImportCollectionApi(APIView):
+    """POST a zip (a manifest CSV with its images and masks, or a COCO JSON with its images):
+    202 with the queued import; GET the recent imports."""
+
+    permission_classes = [IsAuthenticated, IsLabeler]
+    parser_classes = [MultiPartParser, FormParser]
+
+    class InputSerializer(serializers.Serializer):
+        archive = serializers.FileField()
+        name = serializers.CharField(max_length=120)
+
+    def initial(self, request, *args, **kwargs):
+        # Refused before the body is read (authentication reads the form for its CSRF check);
+        # under ASGI core/asgi_limits.py answers even earlier.
+        if request.method == "POST":
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            if length > settings.IMPORT_MAX_BYTES:
+                raise ApplicationError(
+                    f"The request is {length} bytes; imports may be at most "
+                    f"{settings.IMPORT_MAX_BYTES} bytes.",
+                    code="too_large",
+                    status=413,
+                )
+        super().initial(request, *args, **kwargs)
+
+    @extend_schema(responses=DatasetImportSerializer(many=True))
+    def get(self, request):
+        jobs = selectors.dataset_import_list(limit=50)
+        return Response(DatasetImportSerializer(jobs, many=True).data)
+
+    @extend_schema(
+        request={"multipart/form-data": InputSerializer},
+        responses={202: DatasetImportSerializer, **errors(409, 413, 415)},
+    )
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        upload = data.validated_data["archive"]
+        job = imports.dataset_import_create(
+            name=data.validated_data["name"],
+            archive=upload,
+            archive_name=upload.name,
+            size=upload.size,
+            created_by=request.user,
+        )
+        job = selectors.dataset_import_get(import_id=job.pk)
+        return Response(DatasetImportSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+
+class DatasetImportDetailApi(APIView):
+    """One import as it progresses: status, progress 0..1, counts, the refused files."""
+
+    permission_classes = [IsAuthenticated, IsLabeler]
+
+    @extend_schema(responses=DatasetImportSerializer)
+    def get(self, request, import_id):
+        job = selectors.dataset_import_get(import_id=import_id)
+        return Response(DatasetImportSerializer(job).data)

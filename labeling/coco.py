@@ -1,23 +1,109 @@
-"""COCO JSON for boxes and polygons: built from dataset items, read back into regions.
+"""COCO JSON for boxes, polygons and pixel masks: built from dataset items, read back.
 
 The image-level label travels in each image's `label` field (COCO has none); defect types
-are the categories. A polygon is a `segmentation` ring; a box has none.
+are the categories (the four of labeling.regions first, then any other type a dataset holds,
+e.g. the magnetic tiles' `blowhole`). A polygon is a `segmentation` ring; a box is the ring
+of its four corners (so every annotation rasterises with pycocotools' `annToMask`); a pixel
+mask is one uncompressed RLE `segmentation` (`{"size": [h, w], "counts": [...]}`, column-major,
+starting with a run of zeros) with `iscrowd: 1`, as the COCO format pairs RLE with crowds,
+and its `area` and `bbox` computed from the mask's pixels.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from labeling.regions import DEFECT_TYPES, region_normalize
 
 
+def mask_rle(mask: np.ndarray) -> dict[str, Any]:
+    """Uncompressed COCO RLE of a bool (H, W) mask."""
+    height, width = mask.shape
+    flat = np.asarray(mask, dtype=bool).flatten(order="F")
+    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    edges = np.concatenate([[0], changes, [flat.size]])
+    counts = np.diff(edges).tolist()
+    if flat.size and flat[0]:
+        counts = [0, *counts]  # RLE starts with the zeros' run, even an empty one
+    return {"size": [int(height), int(width)], "counts": [int(c) for c in counts]}
+
+
+def _counts_from_string(text: str) -> list[int]:
+    """The counts of a compressed RLE string (pycocotools' rleFrString)."""
+    counts: list[int] = []
+    position = 0
+    data = text.encode("ascii")
+    while position < len(data):
+        value, shift, more = 0, 0, True
+        while more:
+            char = data[position] - 48
+            value |= (char & 0x1F) << (5 * shift)
+            more = bool(char & 0x20)
+            position += 1
+            shift += 1
+            if not more and char & 0x10:
+                value |= -1 << (5 * shift)
+        if len(counts) > 2:
+            value += counts[-2]
+        counts.append(value)
+    return counts
+
+
+def rle_mask(segmentation: dict[str, Any]) -> np.ndarray:
+    """A bool (H, W) mask from COCO RLE, compressed (string counts) or not (a list)."""
+    height, width = (int(v) for v in segmentation["size"])
+    counts = segmentation["counts"]
+    if isinstance(counts, bytes):
+        counts = counts.decode("ascii")
+    if isinstance(counts, str):
+        counts = _counts_from_string(counts)
+    counts = [int(c) for c in counts]
+    if any(c < 0 for c in counts) or sum(counts) != height * width:
+        raise ValueError(f"RLE counts cover {sum(counts)} pixels, the image {height * width}")
+    values = np.zeros(len(counts), dtype=bool)
+    values[1::2] = True
+    flat = np.repeat(values, counts)
+    return flat.reshape((height, width), order="F")
+
+
+def mask_bbox(mask: np.ndarray) -> list[float]:
+    """[x, y, w, h] around the mask's pixels (as pycocotools' toBbox), zeros when empty."""
+    ys, xs = np.nonzero(mask)
+    if not len(xs):
+        return [0.0, 0.0, 0.0, 0.0]
+    x0, y0 = int(xs.min()), int(ys.min())
+    return [float(x0), float(y0), float(xs.max() - x0 + 1), float(ys.max() - y0 + 1)]
+
+
+def _polygon_area(points: list[list[float]]) -> float:
+    xs = np.array([p[0] for p in points], dtype=float)
+    ys = np.array([p[1] for p in points], dtype=float)
+    return float(abs(np.dot(xs, np.roll(ys, -1)) - np.dot(ys, np.roll(xs, -1))) / 2)
+
+
+def _categories(images: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    names = list(DEFECT_TYPES)
+    found = {
+        str(name)
+        for image in images
+        for name in [image.get("mask_defect_type")]
+        + [r.get("defect_type") for r in image.get("regions") or ()]
+        if name
+    }
+    names += sorted(found - set(names))
+    return [{"id": i + 1, "name": name} for i, name in enumerate(names)]
+
+
 def coco_document(images: list[dict[str, Any]], *, description: str = "") -> dict[str, Any]:
-    """images: [{"file_name", "width", "height", "label", "regions", ...extra}] -> COCO dict."""
-    categories = [{"id": i + 1, "name": name} for i, name in enumerate(DEFECT_TYPES)]
+    """images: [{"file_name", "width", "height", "label", "regions", "mask" (a bool array or
+    None), "mask_defect_type", ...extra}] -> COCO dict."""
+    categories = _categories(images)
     category_id = {c["name"]: c["id"] for c in categories}
     coco_images, annotations = [], []
     for image_id, image in enumerate(images, start=1):
-        extra = {k: v for k, v in image.items() if k not in ("regions",)}
+        extra = {k: v for k, v in image.items() if k not in ("regions", "mask", "mask_defect_type")}
         coco_images.append({"id": image_id, **extra})
         for region in image.get("regions") or ():
             x0, y0, x1, y1 = region["box"]
@@ -31,7 +117,24 @@ def coco_document(images: list[dict[str, Any]], *, description: str = "") -> dic
             }
             if region.get("shape") == "polygon":
                 annotation["segmentation"] = [[c for point in region["points"] for c in point]]
+                annotation["area"] = round(_polygon_area(region["points"]), 1)
+            else:
+                annotation["segmentation"] = [[x0, y0, x1, y0, x1, y1, x0, y1]]
             annotations.append(annotation)
+        mask = image.get("mask")
+        if mask is not None and mask.any():
+            defect_type = image.get("mask_defect_type") or "other"
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": category_id.get(defect_type, category_id["other"]),
+                    "segmentation": mask_rle(mask),
+                    "bbox": mask_bbox(mask),
+                    "area": int(mask.sum()),
+                    "iscrowd": 1,
+                }
+            )
     return {
         "info": {"description": description, "version": "1.0"},
         "images": coco_images,
@@ -40,10 +143,25 @@ def coco_document(images: list[dict[str, Any]], *, description: str = "") -> dic
     }
 
 
-def coco_read(document: Any) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """{file_name: {"label", "regions", "width", "height"}} and one message per bad entry.
+def _ring_region(ring: list[float], bbox: Any, defect_type: str) -> dict[str, Any]:
+    points = [[ring[i], ring[i + 1]] for i in range(0, len(ring) - 1, 2)]
+    if isinstance(bbox, list | tuple) and len(bbox) == 4 and len(points) == 4:
+        x, y, w, h = (float(v) for v in bbox)
+        corners = [[x, y], [x + w, y], [x + w, y + h], [x, y + h]]
+        if all(
+            abs(float(a) - b) < 0.05
+            for p, q in zip(points, corners, strict=True)
+            for a, b in zip(p, q, strict=True)
+        ):
+            return {"shape": "box", "box": [x, y, x + w, y + h], "defect_type": defect_type}
+    return {"shape": "polygon", "points": points, "defect_type": defect_type}
 
-    An image with regions but no `label` is a defect; one with neither is ok.
+
+def coco_read(document: Any) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """{file_name: {"label", "regions", "width", "height", "mask", "mask_defect_type"}} and one
+    message per bad entry; `mask` is the union of the image's RLE annotations (or None).
+
+    An image with regions or a mask but no `label` is a defect; one with neither is ok.
     """
     errors: list[str] = []
     if not isinstance(document, dict) or not isinstance(document.get("images"), list):
@@ -62,6 +180,8 @@ def coco_read(document: Any) -> tuple[dict[str, dict[str, Any]], list[str]]:
             "regions": [],
             "width": image.get("width"),
             "height": image.get("height"),
+            "mask": None,
+            "mask_defect_type": "",
         }
     bad_images: set[str] = set()
     for annotation in document.get("annotations") or []:
@@ -70,23 +190,32 @@ def coco_read(document: Any) -> tuple[dict[str, dict[str, Any]], list[str]]:
             errors.append(f"annotation {annotation.get('id')}: unknown image_id")
             continue
         defect_type = names.get(annotation.get("category_id"), "other")
+        entry = images[name]
         try:
             segmentation = annotation.get("segmentation")
+            if isinstance(segmentation, dict):
+                mask = rle_mask(segmentation)
+                entry["mask"] = mask if entry["mask"] is None else entry["mask"] | mask
+                entry["mask_defect_type"] = entry["mask_defect_type"] or defect_type
+                continue
             if isinstance(segmentation, list) and segmentation and segmentation[0]:
-                ring = segmentation[0]
-                points = [[ring[i], ring[i + 1]] for i in range(0, len(ring) - 1, 2)]
-                region = {"shape": "polygon", "points": points, "defect_type": defect_type}
+                regions = [
+                    _ring_region(ring, annotation.get("bbox"), defect_type) for ring in segmentation
+                ]
             else:
                 x, y, w, h = annotation["bbox"]
-                region = {"shape": "box", "box": [x, y, x + w, y + h], "defect_type": defect_type}
-            images[name]["regions"].append(region_normalize(region))
+                regions = [
+                    {"shape": "box", "box": [x, y, x + w, y + h], "defect_type": defect_type}
+                ]
+            entry["regions"] += [region_normalize(region) for region in regions]
         except Exception as exc:  # one bad annotation spoils only its image
             errors.append(f"{name}: annotation {annotation.get('id')} unreadable ({exc})")
             bad_images.add(name)
     for name in bad_images:
         images.pop(name, None)
     for name, image in images.items():
-        label = image["label"] or ("defect" if image["regions"] else "ok")
+        marked = image["regions"] or (image["mask"] is not None and image["mask"].any())
+        label = image["label"] or ("defect" if marked else "ok")
         if label not in ("ok", "defect"):
             errors.append(f"{name}: label {label!r} is not ok or defect")
             bad_images.add(name)

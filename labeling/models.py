@@ -228,3 +228,53 @@ class DatasetItem(models.Model):
         if not self._state.adding:
             raise FrozenError("dataset items are frozen with their version")
         super().save(*args, **kwargs)
+
+
+class DatasetImportStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class DatasetImport(models.Model):
+    """An uploaded archive on its way into a DatasetVersion (labeling.services.imports).
+
+    Progress and the per-file report live in this row, written by the worker; the version is
+    written in one transaction at the end, so a failed import leaves none.
+    """
+
+    name = models.CharField(max_length=120)  # of the version it makes
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    status = models.CharField(
+        max_length=16, choices=DatasetImportStatus.choices, default=DatasetImportStatus.QUEUED
+    )
+    archive = models.CharField(max_length=300, blank=True)  # blob name (imports/<sha>.zip)
+    archive_name = models.CharField(max_length=300, blank=True)  # as uploaded
+    archive_size = models.BigIntegerField(default=0)
+    progress = models.FloatField(default=0.0)  # 0..1
+    # {"entries": n, "rows": n, "imported": n, "refused": n, "duplicates": n, "seen_before": n}
+    counts = models.JSONField(default=dict, blank=True)
+    errors = models.JSONField(default=list, blank=True)  # one message per refused file
+    error = models.TextField(blank=True)  # why the whole import failed
+    dataset_version = models.ForeignKey(
+        DatasetVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    celery_task_id = models.CharField(max_length=64, blank=True)
+    worker_id = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"import {self.pk} {self.name!r}: {self.status}"

@@ -13,6 +13,7 @@ from core.errors import ApplicationError
 from labeling.models import (
     Annotation,
     AnnotationStatus,
+    DatasetImport,
     DatasetItem,
     DatasetSplit,
     DatasetVersion,
@@ -172,3 +173,14 @@ def task_get(*, task_id: Any) -> LabelTask:
     if task is None:
         raise ApplicationError("No such task.", code="not_found", status=404)
     return task
+
+
+def dataset_import_get(*, import_id: int) -> DatasetImport:
+    job = DatasetImport.objects.select_related("dataset_version").filter(pk=import_id).first()
+    if job is None:
+        raise ApplicationError("No such dataset import.", code="not_found", status=404)
+    return job
+
+
+def dataset_import_list(*, limit: int = 20) -> QuerySet[DatasetImport]:
+    return DatasetImport.objects.select_related("created_by")[:limit]

@@ -33,6 +33,12 @@ urlpatterns = [
     path("reviews", apis.ReviewListApi.as_view(), name="reviews"),
     path("labelers/stats", apis.LabelerStatsApi.as_view(), name="labeler-stats"),
     path("datasets", apis.DatasetListApi.as_view(), name="datasets"),
+    path("datasets/imports", apis.DatasetImportCollectionApi.as_view(), name="dataset-imports"),
+    path(
+        "datasets/imports/<int:import_id>",
+        apis.DatasetImportDetailApi.as_view(),
+        name="dataset-import-detail",
+    ),
     path("datasets/<int:dataset_id>", apis.DatasetDetailApi.as_view(), name="dataset-detail"),
     path("datasets/<int:dataset_id>/coco", apis.DatasetCocoApi.as_view(), name="dataset-coco"),
 ]

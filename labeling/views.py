@@ -9,6 +9,7 @@ from core.roles import LABELING, SUPERVISING, user_has_role
 from labeling import queue, selectors, services
 from labeling.models import LabelTaskSource
 from labeling.regions import DEFECT_TYPES
+from labeling.services import imports
 
 
 def _config(request, mode: str) -> dict:
@@ -55,5 +56,7 @@ def datasets(request):
             "lines": core_selectors.line_list(),
             "may_create": user_has_role(request.user, *SUPERVISING),
             "reviewed": selectors.reviewed_annotations_since(),
+            "imports": selectors.dataset_import_list(limit=10),
+            "limits": imports.import_limits(),
         },
     )

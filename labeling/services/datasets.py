@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +39,8 @@ from vision.datasets import (
     read_manifest_report,
 )
 from vision.images import ImageError, decode_image, image_size, load_mask
+
+logger = logging.getLogger(__name__)
 
 SPLITS = (DatasetSplit.TRAIN, DatasetSplit.VALIDATION, DatasetSplit.TEST)
 DEFAULT_SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
@@ -292,12 +295,20 @@ class ImportedFile:
     source_name: str = ""
 
 
-def items_store(items: Sequence[Item], *, root: Path) -> tuple[list[ImportedFile], list[str]]:
+def items_store(
+    items: Sequence[Item],
+    *,
+    root: Path,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[ImportedFile], list[str]]:
     """Check every file of an import (image decodes, mask readable and the image's size) and
-    copy the good ones content-addressed; one message per bad file, the good ones go on."""
+    copy the good ones content-addressed; one message per bad file, the good ones go on.
+    `on_progress(done, total)` is called after each file."""
     stored: list[ImportedFile] = []
     errors: list[str] = []
-    for item in items:
+    for index, item in enumerate(items):
+        if on_progress is not None and index:
+            on_progress(index, len(items))
         name = _display_name(item.path, root)
         outside = [
             path for path in (item.path, item.mask_path) if path and not _within(Path(path), root)
@@ -336,6 +347,8 @@ def items_store(items: Sequence[Item], *, root: Path) -> tuple[list[ImportedFile
                 relative, sha256, width, height, item, mask, _display_name(item.path, root)
             )
         )
+    if on_progress is not None:
+        on_progress(len(items), len(items))
     return stored, errors
 
 
@@ -470,9 +483,29 @@ def dataset_version_coco(*, dataset_version: DatasetVersion) -> dict[str, Any]:
                 "source_name": row.source_name,
                 "mask_file": row.mask,
                 "regions": row.regions,
+                "mask": _exported_mask(row, width, height),
+                "mask_defect_type": row.defect_type or "other",
             }
         )
     return coco_document(images, description=f"{dataset_version.name} ({dataset_version.pk})")
+
+
+def _exported_mask(row: DatasetItem, width: int, height: int) -> Any:
+    """The item's pixel mask for the COCO export, or None when it has none or it is only its
+    own boxes and polygons rasterised (those are exported as themselves)."""
+    if not row.mask or row.label != "defect":
+        return None
+    try:
+        mask = load_mask(blob_local_path(row.mask), size=(width, height))
+    except (OSError, ImageError):  # a mask file gone from the store: its boxes still export
+        logger.warning("dataset item %s: mask %s cannot be read", row.pk, row.mask)
+        return None
+    if (
+        row.regions
+        and (mask == region_tools.regions_mask(row.regions, width=width, height=height)).all()
+    ):
+        return None
+    return mask
 
 
 def dataset_version_from_coco(
@@ -487,7 +520,30 @@ def dataset_version_from_coco(
     """Import a COCO JSON (boxes, polygons; `label` per image optional) with its images
     (file names relative to images_root, by default the JSON's folder)."""
     path = Path(coco_path)
-    root = Path(images_root) if images_root else path.parent
+    stored, regions_by_file, errors = coco_files(
+        coco_path=path, images_root=Path(images_root) if images_root else path.parent
+    )
+    return dataset_version_from_items(
+        name=name,
+        created_by=created_by,
+        files=stored,
+        regions_by_file=regions_by_file,
+        split_fractions=split_fractions,
+        seed=seed,
+        description=f"Imported from COCO {path.name}",
+        import_errors=errors,
+    )
+
+
+def coco_files(
+    *,
+    coco_path: Path,
+    images_root: Path,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[ImportedFile], dict[str, list[dict]], list[str]]:
+    """The images of a COCO JSON checked and stored (with their RLE masks), the regions of
+    each by source name, and one message per refused entry."""
+    path, root = coco_path, images_root
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -505,19 +561,35 @@ def dataset_version_from_coco(
         group = next(
             (i.get("group") for i in document["images"] if i.get("file_name") == file_name), ""
         )
-        items.append(Item(label=entry["label"], path=image_path, group=group or ""))
-    stored, file_errors = items_store(items, root=root)
-    regions_by_file = {file.source_name: entries[_entry_name(file, entries)] for file in stored}
-    return dataset_version_from_items(
-        name=name,
-        created_by=created_by,
-        files=stored,
-        regions_by_file={k: v["regions"] for k, v in regions_by_file.items()},
-        split_fractions=split_fractions,
-        seed=seed,
-        description=f"Imported from COCO {path.name}",
-        import_errors=errors + missing + file_errors,
-    )
+        defect_type = entry.get("mask_defect_type") if not entry["regions"] else ""
+        items.append(
+            Item(
+                label=entry["label"],
+                path=image_path,
+                group=group or "",
+                defect_type=defect_type or "",
+            )
+        )
+    stored, file_errors = items_store(items, root=root, on_progress=on_progress)
+    kept, mask_errors = [], []
+    for file in stored:
+        entry = entries[_entry_name(file, entries)]
+        mask = entry.get("mask")
+        if mask is not None:
+            if mask.shape != (file.height, file.width):
+                mask_errors.append(
+                    f"{file.source_name}: RLE mask is {mask.shape[::-1]}, image "
+                    f"{(file.width, file.height)}"
+                )
+                continue
+            file.mask, _ = blob_write(region_tools.mask_png(mask), extension="png", folder="masks")
+        kept.append(file)
+    regions_by_file = {
+        file.source_name: entries[_entry_name(file, entries)]["regions"]
+        for file in kept
+        if entries[_entry_name(file, entries)]["regions"] or file.mask == ""
+    }
+    return kept, regions_by_file, errors + missing + file_errors + mask_errors
 
 
 def _entry_name(file: ImportedFile, entries: dict[str, Any]) -> str:
