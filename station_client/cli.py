@@ -1,4 +1,4 @@
-"""`python -m station_client capture|flush|watch` (shared/INTERFACES.md, "Station client").
+"""`python -m station_client capture|flush|watch|mqtt` (shared/INTERFACES.md, "Station client").
 
 Exit status: 0 done (capture: decided, pending or buffered; flush: sent what the server could
 take, `left` says what still waits); 2 the server rejected a capture (a bad image: its words
@@ -84,6 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--interval", type=float, default=0.5, help="seconds between scans")
     watch.add_argument(
         "--settle", type=float, default=1.0, help="seconds a file must stay unchanged"
+    )
+
+    mqtt = commands.add_parser("mqtt", help="answer a PLC's triggers over MQTT (README: topics)")
+    _common(mqtt, line=True)
+    mqtt.add_argument("--broker", required=True, help="the MQTT broker, HOST[:PORT] (port 1883)")
+    mqtt.add_argument("--folder", type=Path, required=True, help="the camera's image folder")
+    mqtt.add_argument("--topic-prefix", default="inspection", help="topics: PREFIX/LINE/...")
+    mqtt.add_argument("--username", default=os.environ.get("MQTT_USERNAME"), help="for the broker")
+    mqtt.add_argument(
+        "--password",
+        default=os.environ.get("MQTT_PASSWORD"),
+        help="for the broker (default: $MQTT_PASSWORD, which keeps it out of `ps`)",
     )
     return parser
 
@@ -172,6 +184,33 @@ def _watch(args: argparse.Namespace, client: StationClient) -> int:
     return EXIT_OK
 
 
+def _mqtt(args: argparse.Namespace, client: StationClient) -> int:
+    from station_client.mqtt import MqttBridge
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        bridge = MqttBridge(
+            client,
+            line=args.line,
+            folder=args.folder,
+            broker=args.broker,
+            topic_prefix=args.topic_prefix,
+            username=args.username,
+            password=args.password,
+            emit=lambda event: _print(json.dumps(event)),
+        )
+    except ValueError as exc:
+        _print(str(exc), stream=sys.stderr)
+        return EXIT_LOCAL
+    logger.warning("MQTT bridge for line %s: %s", args.line, bridge.topics)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C or SIGTERM: `offline`, then stop
+        bridge.run()
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -184,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.token:
         _print("A token is needed: --token TOKEN or $STATION_TOKEN.", stream=sys.stderr)
         return EXIT_LOCAL
-    run = {"capture": _capture, "flush": _flush, "watch": _watch}[args.command]
+    run = {"capture": _capture, "flush": _flush, "watch": _watch, "mqtt": _mqtt}[args.command]
     with (
         Buffer(args.buffer) as buffer,
         StationClient(args.url, args.token, buffer=buffer) as client,

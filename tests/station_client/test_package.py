@@ -14,6 +14,7 @@ def test_the_client_imports_and_runs_with_django_and_our_apps_absent():
         "import sys\n"
         f"for name in {BLOCKED!r}: sys.modules[name] = None\n"
         "import station_client, station_client.cli, station_client.watch, station_client.edge\n"
+        "import station_client.mqtt\n"
         "sys.argv = ['station_client', '--help']\n"
         "import runpy; runpy.run_module('station_client', run_name='__main__')\n"
     )
@@ -21,4 +22,4 @@ def test_the_client_imports_and_runs_with_django_and_our_apps_absent():
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    assert "capture" in done.stdout and "flush" in done.stdout and "watch" in done.stdout
+    assert all(name in done.stdout for name in ("capture", "flush", "watch", "mqtt"))
