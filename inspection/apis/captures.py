@@ -18,7 +18,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.views import APIView
 
-from core import blobs
+from core import blobs, live_events
 from core.api_schema import ID_MAX, PAGE_PARAMETERS, errors, paginated
 from core.errors import ApplicationError
 from core.models import Verdict
@@ -317,6 +317,7 @@ async def _wait_for_decision(capture_id: Any, seconds: float) -> None:
         if channel is not None:
             with contextlib.suppress(Exception):
                 await layer.group_discard(events.capture_group(capture_id), channel)
+            live_events.channel_forget(layer, channel)  # late messages must not pile up
 
 
 @csrf_exempt
