@@ -189,7 +189,9 @@ def test_reuseport_launcher_serves_from_two_workers(postgres, tmp_path):
     try:
         wait_for_port(port, process, log)
         for _ in range(10):  # a new connection each time
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            # Generous: on a busy machine a connection may reach the worker still starting
+            # (SO_REUSEPORT hands it to whichever listens), which answers once it is up.
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=90) as client:
                 assert client.get("/accounts/login/").status_code == 200
         deadline = time.monotonic() + 30
         while log.read_text().count("Started server process") < 2:
