@@ -20,6 +20,10 @@ from models_registry.serving import warm_deployed_in_background  # noqa: E402
 
 warm_deployed_in_background()
 
+from config.startup import startup_objects_freeze  # noqa: E402
+
+startup_objects_freeze()
+
 application = ProtocolTypeRouter(
     {
         # Oversized bodies are refused before Django reads them (core/asgi_limits.py).

@@ -99,6 +99,41 @@ PAGE_PARAMETERS = [
     OpenApiParameter("offset", int, description="Items to skip."),
 ]
 
+
+def cursor_paginated(serializer_class: type[serializers.Serializer], name: str) -> Any:
+    """The body of a KeysetPagination page (core/pagination.py): no count, the links."""
+    if name not in _page_serializers:
+        _page_serializers[name] = inline_serializer(
+            name,
+            {
+                "next": serializers.URLField(
+                    allow_null=True, help_text="The next page; null on the last one."
+                ),
+                "previous": serializers.URLField(
+                    allow_null=True, help_text="The page before; null on the first one."
+                ),
+                "results": serializer_class(many=True),
+            },
+        )
+    return _page_serializers[name]
+
+
+CURSOR_PAGE_PARAMETERS = [
+    OpenApiParameter("limit", int, description="Items per page (default 50, at most 500)."),
+    OpenApiParameter(
+        "cursor",
+        str,
+        description="Where the page starts: take it from a page's `next` or `previous` link "
+        "(opaque; one this API did not give out is a 400).",
+    ),
+    OpenApiParameter(
+        "offset",
+        int,
+        deprecated=True,
+        description="Items to skip, at most 10,000 (older clients); follow `next` instead.",
+    ),
+]
+
 _ERROR_REF = {"$ref": "#/components/schemas/Error"}
 
 

@@ -5,6 +5,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Coalesce
 
 from core.models import ProductionLine, Station, Verdict
 from inspection.choices import DecisionReason
@@ -69,6 +70,15 @@ class Prediction(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["capture", "role"], name="prediction_one_per_role")
         ]
+        indexes = [
+            # A shadow model's newest predictions (its agreement on the version page): a few
+            # percent of the table, read newest first without sorting the rest.
+            models.Index(
+                fields=["model_version", "-created_at"],
+                condition=Q(role="shadow"),
+                name="prediction_shadow_recent",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.role} {self.score:.3f} on {self.capture_id}"
@@ -96,6 +106,8 @@ AUDIT_FINISHED = (AuditStatus.CONFIRMED, AuditStatus.OVERRIDDEN)
 # Decisions a human judged: gave the verdict, or reviewed the model's (an audit). The figures
 # comparing model and human (agreement, override rates, canary rollback) read these.
 HUMAN_JUDGED = Q(decided_by="human") | Q(audit_status__in=AUDIT_FINISHED)
+# When a human judged it: the audit review, else the verdict (agreement reads newest first).
+JUDGED_AT = Coalesce("audited_at", "decided_at")
 
 
 class Decision(models.Model):
@@ -159,7 +171,16 @@ class Decision(models.Model):
             models.Index(fields=["status"], name="decision_status"),
             # Monitoring reads a line's newest (and first) judged decisions, human decisions and
             # audit reviews: partial indexes keep those reads short on millions of captures.
-            models.Index(fields=["-decided_at"], name="decision_recent"),
+            # A line's newest decisions (monitoring's newest activity). With the line first:
+            # on decided_at alone the planner walked every line's newest decisions to find
+            # one line's judged ones.
+            models.Index(fields=["line", "-decided_at"], name="decision_line_recent"),
+            # An inspector's shift figures (their human verdicts since the shift began).
+            models.Index(
+                fields=["decided_by_user", "decided_at"],
+                condition=Q(decided_by="human"),
+                name="decision_human_by_user",
+            ),
             models.Index(
                 fields=["line", "decided_at"],
                 condition=Q(overrode_model__isnull=False),
@@ -176,6 +197,14 @@ class Decision(models.Model):
                 name="decision_audited",
             ),
             models.Index(fields=["audit_status"], name="decision_audit_status"),
+            # The supervisor's agreement figures: a line's newest judged decisions, in the
+            # order they were judged (inspection.selectors.line_agreement).
+            models.Index(
+                "line",
+                JUDGED_AT.desc(),
+                condition=Q(overrode_model__isnull=False),
+                name="decision_judged_recent",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 
 from core.models import ProductionLine
 from models_registry import evidence
@@ -125,7 +125,9 @@ def promotion_gate(*, model_version: Any, line: Any) -> Gate:
     the line's production model on a shared benchmark by more than the margin."""
     margin = float(settings.REGISTRY_GATE_MARGIN)
     production = (
-        Deployment.objects.filter(line=line, role="production").select_related("model_version")
+        Deployment.objects.filter(line=line, role="production")
+        .select_related("model_version")
+        .defer("model_version__metadata")  # its training reference: ~100 KB, not needed here
     ).first()
     if production is None or production.model_version_id == model_version.pk:
         return Gate(True, f"No other production model on {line.code} to compare with.")
@@ -176,7 +178,18 @@ class LineRollout:
 
 def line_rollouts(*, model_version: Any) -> list[LineRollout]:
     rows = []
-    for line in ProductionLine.objects.prefetch_related("deployments__model_version"):
+    # Its shadow predictions exist only where it ran as shadow (each start is audited): the
+    # other lines' agreement is empty without reading their captures.
+    shadowed = set(
+        RolloutEvent.objects.filter(
+            model_version=model_version, action=RolloutAction.SHADOW_START
+        ).values_list("line_id", flat=True)
+    )
+    deployments = Deployment.objects.select_related("model_version").defer(
+        "model_version__metadata"
+    )
+    lines = ProductionLine.objects.prefetch_related(Prefetch("deployments", queryset=deployments))
+    for line in lines:
         deployments = {d.role: d for d in line.deployments.all()}
         role = next(
             (r for r, d in deployments.items() if d.model_version_id == model_version.pk), None
@@ -201,7 +214,7 @@ def line_rollouts(*, model_version: Any) -> list[LineRollout]:
                 canary=evidence.canary_record(deployment=canary) if canary else None,
                 shadow_agreement=(
                     evidence.shadow_agreement(line=line, model_version=model_version)[:24]
-                    if role == "shadow" or model_version.status == "shadow"
+                    if role == "shadow" or line.pk in shadowed
                     else []
                 ),
             )

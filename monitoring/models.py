@@ -144,6 +144,10 @@ class LineMonitorState(models.Model):
         "core.ProductionLine", on_delete=models.CASCADE, related_name="monitor_state"
     )
     through = models.DateTimeField(null=True, blank=True)
+    # The newest decision row (by id) the run saw. Rows written later with older times (a bulk
+    # load, an import) are found by id, never by time: the counts kept from earlier runs (the
+    # settled hours of the p-chart, the model's first judged window) are then counted again.
+    decision_id_through = models.BigIntegerField(null=True, blank=True)
     alert_states = models.JSONField(default=dict)  # {"data_drift": AlertState.to_dict(), ...}
     last_report = models.JSONField(default=dict)  # the newest report, as the API shows it
     evaluated_at = models.DateTimeField(null=True, blank=True)

@@ -154,6 +154,11 @@ def judged_overrides(
     }
 
 
+# An hour's yield counts stop changing this long after it ended (late verdicts): later runs
+# reuse them. Rows loaded into the past later are found by decisions_backfilled.
+HOURS_SETTLE_AFTER = timedelta(hours=2)
+
+
 def hourly_yield(
     *, line: ProductionLine, now: datetime, hours: int = 24, known: dict | None = None
 ) -> list[dict]:
@@ -163,7 +168,7 @@ def hourly_yield(
     defects)}); hours that ended more than two hours ago do not change any more, so only the
     newest hours (and any missing) are counted again."""
     start = (now - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
-    settled = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    settled = now.replace(minute=0, second=0, microsecond=0) - HOURS_SETTLE_AFTER
     slots = [start + timedelta(hours=index) for index in range(hours)]
     known = known or {}
     reuse = {h: known[h.isoformat()] for h in slots if h < settled and h.isoformat() in known}
@@ -244,6 +249,31 @@ def newest_activity(*, line: ProductionLine) -> datetime | None:
     return max(times) if times else None
 
 
+def newest_decision_id(*, line: ProductionLine) -> int | None:
+    """The line's newest decision row: what a run has seen, whatever its times say."""
+    return Decision.objects.filter(line=line).order_by("-pk").values_list("pk", flat=True).first()
+
+
+# Decision rows arriving between two runs are a minute of traffic; more than this many at once
+# is a bulk load, read as one.
+BACKFILL_SCAN_LIMIT = 5000
+
+
+def decisions_backfilled(*, line: ProductionLine, after_id: int | None, before: datetime) -> bool:
+    """Whether decision rows written since row `after_id` belong to captures received before
+    `before`: rows loaded into the past (a bulk load, an import), which the counts kept from
+    earlier runs have not seen. A capture's decision row is written when it arrives, so live
+    traffic never looks like this. Bounded: the new rows in id order, at most
+    BACKFILL_SCAN_LIMIT of them (more is a bulk load)."""
+    rows = Decision.objects.filter(line=line)
+    if after_id is not None:
+        rows = rows.filter(pk__gt=after_id)
+    received = list(
+        rows.order_by("pk").values_list("capture__received_at", flat=True)[:BACKFILL_SCAN_LIMIT]
+    )
+    return len(received) >= BACKFILL_SCAN_LIMIT or any(at < before for at in received)
+
+
 def active_reference(*, line: ProductionLine) -> Reference | None:
     return Reference.objects.filter(line=line, is_active=True).first()
 
@@ -259,11 +289,24 @@ def line_state(*, line: ProductionLine) -> LineMonitorState | None:
 
 def signal_history(
     *, line: ProductionLine, signal: str, since: datetime, limit: int = 720
-) -> list[SignalEvaluation]:
-    """A signal's evaluations since `since`, oldest first (at most `limit`, the newest)."""
-    rows = SignalEvaluation.objects.filter(
-        line=line, signal=signal, evaluated_at__gte=since
-    ).order_by("-evaluated_at")[:limit]
+) -> list[Any]:
+    """A signal's evaluations since `since`, oldest first (at most `limit`, the newest), as
+    rows of the fields a chart and the history API show: not the evidence (up to 4 KB each)
+    nor model instances (a day is 720 points a signal, 2,880 on a line's page)."""
+    rows = (
+        SignalEvaluation.objects.filter(line=line, signal=signal, evaluated_at__gte=since)
+        .order_by("-evaluated_at")
+        .values_list(
+            "evaluated_at",
+            "status",
+            "value",
+            "band_low",
+            "band_high",
+            "sample_size",
+            "summary",
+            named=True,
+        )[:limit]
+    )
     return list(rows)[::-1]
 
 

@@ -19,10 +19,10 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.views import APIView
 
 from core import blobs, live_events
-from core.api_schema import ID_MAX, PAGE_PARAMETERS, errors, paginated
+from core.api_schema import CURSOR_PAGE_PARAMETERS, ID_MAX, cursor_paginated, errors
 from core.errors import ApplicationError
 from core.models import Verdict
-from core.pagination import BoundedLimitOffsetPagination
+from core.pagination import KeysetPagination
 from core.permissions import IsInspector, IsStation, IsStationOrStaff, is_station
 from core.selectors import line_ids_visible, line_is_visible
 from inspection import events, selectors, services
@@ -176,8 +176,8 @@ class CaptureCollectionApi(APIView):
 
     @extend_schema(
         operation_id="v1_captures_list",
-        parameters=[FilterSerializer, *PAGE_PARAMETERS],
-        responses={200: paginated(CaptureOutputSerializer, "PaginatedCaptureList")},
+        parameters=[FilterSerializer, *CURSOR_PAGE_PARAMETERS],
+        responses={200: cursor_paginated(CaptureOutputSerializer, "PaginatedCaptureList")},
     )
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params)
@@ -194,7 +194,8 @@ class CaptureCollectionApi(APIView):
             received_after=data.get("received_after"),
             received_before=data.get("received_before"),
         )
-        paginator = BoundedLimitOffsetPagination()
+        # Newest first, by cursor: no COUNT over millions of rows, no deep OFFSET.
+        paginator = KeysetPagination(ordering=("-received_at", "id"))
         page = paginator.paginate_queryset(captures, request, view=self)
         return paginator.get_paginated_response(CaptureOutputSerializer(page, many=True).data)
 

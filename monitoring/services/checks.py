@@ -89,14 +89,20 @@ def _prediction_samples(recent: list[CaptureRow], baseline: list[CaptureRow], mo
     )
 
 
-def _known_concept_baseline(line: ProductionLine) -> dict | None:
-    """The model's first judged decisions as the previous run counted them."""
+def _known_concept_baseline(line: ProductionLine, fresh: bool) -> dict | None:
+    """The model's first judged decisions as the previous run counted them (none when rows
+    were loaded into the past since: `fresh`)."""
+    if fresh:
+        return None
     state = selectors.line_state(line=line)
     return ((state.last_report if state else None) or {}).get("concept_baseline")
 
 
-def _known_hours(line: ProductionLine) -> dict:
-    """The hourly counts the previous run stored with its report (for the incremental p-chart)."""
+def _known_hours(line: ProductionLine, fresh: bool) -> dict:
+    """The hourly counts the previous run stored with its report (for the incremental p-chart);
+    none when rows were loaded into the past since (`fresh`): every hour is counted again."""
+    if fresh:
+        return {}
     state = selectors.line_state(line=line)
     report = (state.last_report if state else None) or {}
     periods = (((report.get("signals") or {}).get("yield") or {}).get("p_chart") or {}).get(
@@ -106,11 +112,15 @@ def _known_hours(line: ProductionLine) -> dict:
 
 
 def _yield_samples(
-    line: ProductionLine, baseline: list[CaptureRow], now: datetime, newest: datetime | None
+    line: ProductionLine,
+    baseline: list[CaptureRow],
+    now: datetime,
+    newest: datetime | None,
+    fresh: bool,
 ):
     # The last 24 hours of the line's production (up to its newest capture when it stopped).
     now = min(now, newest) if newest else now
-    hours = selectors.hourly_yield(line=line, now=now, known=_known_hours(line))
+    hours = selectors.hourly_yield(line=line, now=now, known=_known_hours(line, fresh))
     decided = [r for r in baseline if r.status == "decided"]
     baseline_rate = (
         sum(1 for r in decided if r.verdict == "fail") / len(decided)
@@ -131,7 +141,12 @@ def _yield_samples(
 
 
 def _evaluate(
-    line: ProductionLine, now: datetime, through: datetime | None, *, persist: bool = True
+    line: ProductionLine,
+    now: datetime,
+    through: datetime | None,
+    *,
+    persist: bool = True,
+    fresh: bool = False,
 ) -> tuple[dict[str, detectors.SignalResult], dict]:
     rules = selectors.line_rules(line=line)
     reference = reference_for_line(line=line, size=rules.reference_size, persist=persist)
@@ -155,7 +170,7 @@ def _evaluate(
             deployment=deployment,
             limit=rules.decision_window,
             reference_limit=rules.decision_reference_size,
-            known_baseline=_known_concept_baseline(line),
+            known_baseline=_known_concept_baseline(line, fresh),
         )
         concept_baseline = {
             "deployment": deployment.pk,
@@ -169,7 +184,9 @@ def _evaluate(
     else:
         concept, concept_baseline = detectors.ConceptSamples(0, 0, 0, 0), None
     results[Signal.CONCEPT_DRIFT] = detectors.concept_drift(concept)
-    results[Signal.YIELD] = detectors.yield_signal(_yield_samples(line, baseline, now, through))
+    results[Signal.YIELD] = detectors.yield_signal(
+        _yield_samples(line, baseline, now, through, fresh)
+    )
     context = {
         "model_version": (
             {
@@ -200,11 +217,11 @@ def _reference_summary(reference: Any) -> dict | None:
     }
 
 
-def _report(line: ProductionLine, now: datetime, through: Any, *, persist: bool):
+def _report(line: ProductionLine, now: datetime, through: Any, *, persist: bool, fresh: bool):
     # The statistics multiply small matrices: many BLAS threads only fight over the cores the
     # web and worker processes share (765 ms against 17 ms for one line on a busy machine).
     with threadpool_limits(limits=1):
-        results, context = _evaluate(line, now, through, persist=persist)
+        results, context = _evaluate(line, now, through, persist=persist, fresh=fresh)
     report = {
         "line": line.code,
         "automation_level": line.automation_level,
@@ -223,10 +240,12 @@ def line_check(*, line: ProductionLine, now: datetime | None = None, force: bool
     now = now or timezone.now()
     state = selectors.line_state(line=line)
     through = selectors.newest_activity(line=line)
-    if state is not None and state.last_report and state.through == through and not force:
+    newest_id = selectors.newest_decision_id(line=line)
+    if _seen(state, through, newest_id) and not force:
         return _with_alerts(state.last_report, line)
-    results, report = _report(line, now, through, persist=True)
-    _store(line, now, through, results, report, force=force)
+    fresh = _backfilled(line, state, now, through)
+    results, report = _report(line, now, through, persist=True, fresh=fresh)
+    _store(line, now, (through, newest_id), results, report, force=force)
     return _with_alerts(report, line)
 
 
@@ -236,16 +255,43 @@ def line_report(*, line: ProductionLine, now: datetime | None = None) -> dict:
     now = now or timezone.now()
     state = selectors.line_state(line=line)
     through = selectors.newest_activity(line=line)
-    if state is not None and state.last_report and state.through == through:
+    if _seen(state, through, selectors.newest_decision_id(line=line)):
         return _with_alerts(state.last_report, line)
-    _, report = _report(line, now, through, persist=False)
+    fresh = _backfilled(line, state, now, through)
+    _, report = _report(line, now, through, persist=False, fresh=fresh)
     return _with_alerts(report, line)
 
 
+def _seen(state: LineMonitorState | None, through: Any, newest_id: int | None) -> bool:
+    """Whether the last run saw everything there is: the newest time and the newest row."""
+    return (
+        state is not None
+        and bool(state.last_report)
+        and state.through == through
+        and state.decision_id_through == newest_id
+    )
+
+
+def _backfilled(
+    line: ProductionLine, state: LineMonitorState | None, now: datetime, through: Any
+) -> bool:
+    """Rows loaded into the past since the last run (seed_scale, an import): the counts that
+    run kept for settled hours and for the model's first judged window are stale."""
+    if state is None or not state.last_report:
+        return False  # nothing kept to go stale
+    newest = min(now, through) if through else now
+    return selectors.decisions_backfilled(
+        line=line,
+        after_id=state.decision_id_through,
+        before=newest - selectors.HOURS_SETTLE_AFTER,
+    )
+
+
 @transaction.atomic
-def _store(line, now, through, results, report, *, force: bool) -> None:
+def _store(line, now, seen, results, report, *, force: bool) -> None:
+    through, newest_id = seen
     state, _ = LineMonitorState.objects.select_for_update().get_or_create(line=line)
-    if state.through == through and state.last_report and not force:
+    if _seen(state, through, newest_id) and not force:
         return  # another run stored this window meanwhile
     SignalEvaluation.objects.bulk_create(
         SignalEvaluation(
@@ -272,6 +318,7 @@ def _store(line, now, through, results, report, *, force: bool) -> None:
         )  # fmt: skip
     state.alert_states = states
     state.through = through
+    state.decision_id_through = newest_id
     state.evaluated_at = now
     state.last_report = report
     state.save()

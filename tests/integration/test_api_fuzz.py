@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core import blobs
 from core.blobs import blob_write
 from labeling.services import dataset_version_from_manifest, task_create_from_inspection, task_next
 from tests.factories import (
@@ -82,9 +83,19 @@ def world() -> dict:
             "capture_id": [str(c.pk) for c in captures],
             "task_id": [task.pk],
             "annotation_id": [annotation.pk],
-            "version_id": [ModelVersionFactory().pk],
+            "version_id": [edge_exported_version().pk],
         },
     }
+
+
+def edge_exported_version():
+    """A registered version as the training worker leaves it: its ONNX export made (no worker
+    runs here, so one the fuzzer deploys would stay `edge_model_pending`, a 503 by design)."""
+    onnx = b"fuzz stand-in for an exported model"
+    relative, sha256 = blob_write(onnx, folder="edge", extension="onnx", store=blobs.MODELS)
+    return ModelVersionFactory(
+        edge_export={"status": "ready", "artifact": relative, "sha256": sha256, "bytes": len(onnx)}
+    )
 
 
 def add_dataset(tmp_path: Path, ids: dict) -> None:
