@@ -228,6 +228,9 @@ class TrainingRun(Job):
     total_steps = models.PositiveIntegerField(default=0)
     last_loss = models.FloatField(null=True, blank=True)
     history = models.JSONField(default=list, blank=True)  # one entry per epoch: loss, val metrics
+    # The settings chosen from the data at the start, with what was measured and why
+    # (vision.train.recipe); {} until training has loaded its data.
+    recipe = models.JSONField(default=dict, blank=True)
     model_version = models.ForeignKey(
         ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

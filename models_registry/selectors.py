@@ -8,6 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Prefetch, QuerySet
+from django.db.models.fields.json import KT
 
 from core.models import ProductionLine
 from models_registry import evidence
@@ -266,6 +267,12 @@ def model_versions() -> QuerySet[ModelVersion]:
     return ModelVersion.objects.select_related(
         "parent", "dataset_version", "created_by"
     ).prefetch_related("deployments__line")
+
+
+def model_version_list() -> QuerySet[ModelVersion]:
+    """The registry's list: versions newest first with their kind (supervised or good images
+    only) read out of the metadata by the database."""
+    return model_versions().annotate(kind=KT("metadata__kind"))
 
 
 def training_runs() -> QuerySet[TrainingRun]:

@@ -26,7 +26,7 @@ def index(request):
         request,
         "models_registry/index.html",
         {
-            "versions": selectors.model_versions()[:50],
+            "versions": selectors.model_version_list()[:50],
             "runs": selectors.training_runs()[:15],
             "batches": selectors.batch_predictions()[:10],
             "data_sources": DataSource.choices,

@@ -81,6 +81,14 @@ def _progress_printer(quiet: bool):
             )
         elif event["event"] == "loading":
             print(f"loading {event['items']} items", file=sys.stderr, flush=True)
+        elif event["event"] == "recipe":
+            print(f"a {event['kind']} model; settings:", file=sys.stderr, flush=True)
+            for choice in event["choices"]:
+                print(
+                    f"  {choice['setting']} = {choice['value']}: {choice['reason']}",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     return report
 
@@ -116,9 +124,12 @@ def command_train(args: argparse.Namespace) -> None:
     )
     result = train(items, config=config, progress=_progress_printer(args.json), val_items=val_items)
     sha256 = result.save(args.out)
+    recipe = result.metadata["recipe"]
     data = {
         "model": args.out,
         "sha256": sha256,
+        "kind": result.metadata["kind"],
+        "chosen_from_data": {c["setting"]: c["value"] for c in recipe["choices"] if c["chosen"]},
         "metrics": result.metadata["metrics"],
         "thresholds": result.metadata["thresholds"],
         "training_seconds": result.metadata["training_seconds"],
@@ -127,8 +138,10 @@ def command_train(args: argparse.Namespace) -> None:
     _emit(
         args,
         data,
-        f"saved {args.out} (sha256 {sha256[:12]}) after {data['training_seconds']}s, "
-        f"{result.stopped_because}; validation {json.dumps(result.metadata['metrics'])}",
+        f"saved {args.out} (sha256 {sha256[:12]}), a {data['kind']} model, after "
+        f"{data['training_seconds']}s, {result.stopped_because}; chosen from the data: "
+        + "; ".join(f"{c['setting']}={c['value']} ({c['reason']})" for c in recipe["choices"])
+        + f"; validation {json.dumps(result.metadata['metrics'])}",
     )
 
 

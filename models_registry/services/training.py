@@ -198,6 +198,16 @@ class _TrainingProgress:
                 total_steps=event["total_steps"],
                 last_loss=float(event["loss"]),
             )
+        elif kind == "recipe":
+            recipe = {k: v for k, v in event.items() if k != "event"}
+            chosen = [
+                f"{c['setting']}={c['value']}" for c in recipe.get("choices", []) if c["chosen"]
+            ]
+            self.reporter.log(
+                f"{recipe.get('kind', 'supervised')} model; chosen from the data: "
+                + (", ".join(chosen) or "nothing (all set)")
+            )
+            self.reporter.update(force=True, recipe=recipe)
         elif kind == "epoch":
             self._epoch(event)
 

@@ -241,3 +241,34 @@ def test_a_run_on_a_dataset_version_records_its_lineage(
     assert evaluation.status == JobStatus.SUCCEEDED, evaluation.log
     assert evaluation.metrics["n_images"] == dataset.counts["split"]["test"]
     assert evaluation.benchmark_label == "dataset version phones-v1 (test split)"
+
+
+def test_a_line_with_good_images_only_gets_a_good_only_model_and_the_pages_say_so(
+    line, tmp_path, client, django_capture_on_commit_callbacks
+):
+    """A new line: its dataset holds no defect. The same "train" makes a model from the good
+    images (defects synthesised on them); the run page shows the settings chosen from the
+    data and why, the registry lists the version as good-images-only."""
+    from labeling.services import dataset_version_from_manifest
+    from vision.synth import write_dataset
+
+    manifest = write_dataset(tmp_path / "good", 40, seed=12, size=(128, 72), defect_rate=0.0)
+    dataset = dataset_version_from_manifest(
+        name="new-line", manifest_path=manifest, created_by=None, split_fractions=(0.6, 0.2, 0.2)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        run = services.training_run_start(
+            user=None, data_source="dataset", dataset_version=dataset, preset="smoke", line=line
+        )
+    run.refresh_from_db()
+    assert run.status == JobStatus.SUCCEEDED, run.log
+    assert run.recipe["kind"] == "good_only"
+    assert "good_only model; chosen from the data: rotate=True" in run.log
+    version = run.model_version
+    assert version.metadata["kind"] == "good_only"
+    client.force_login(UserFactory(roles=["supervisor"]))
+    page = client.get(f"/models/runs/{run.pk}/").content.decode()
+    assert "Good images only" in page and "no grain direction" in page
+    assert "good images only" in client.get("/models/").content.decode()
+    version_page = client.get(f"/models/{version.pk}/").content.decode()
+    assert "defects synthesised" in version_page

@@ -22,15 +22,17 @@ class TrainingDataError(ValueError):
 
 @dataclass(frozen=True)
 class TrainConfig:
+    # Settings left None are chosen from the data at the start of training (vision.train.recipe:
+    # rotate, scale_jitter, patience, max_epochs); the choice and why go into the metadata.
     minutes: float = 4.0
-    max_epochs: int = 100
+    max_epochs: int | None = None
     steps_per_epoch: int = 100
     batch_size: int = 12
     crop: int = 192
     learning_rate: float = 4e-3
     weight_decay: float = 1e-4
     val_fraction: float = 0.2
-    patience: int = 20
+    patience: int | None = None
     seed: int = 0
     target_recall: float = 0.99
     target_precision: float = 0.99
@@ -54,10 +56,10 @@ class TrainConfig:
     mine_images: int = 48
     # Quarter turns in augmentation (flips always). Off for surfaces whose texture has a fixed
     # direction (ground magnetic tiles), where a turned crop shows a surface that never occurs.
-    rotate: bool = True
+    rotate: bool | None = None
     # Zoom augmentation: each batch is cropped at crop * exp(U(-j, j)) and resized to `crop`,
     # for parts photographed at varying distances or downscaled (0: off).
-    scale_jitter: float = 0.0
+    scale_jitter: float | None = None
     # Clean images whose statistics, embeddings and scores go into the artifact as the drift
     # monitoring's reference (see vision.reference); 0: none.
     reference_images: int = 300

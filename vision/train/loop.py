@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import platform
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from vision.train.config import (
     TrainingCancelled,
     TrainingDataError,
 )
+from vision.train.good_only import synthesize
+from vision.train.recipe import choose as choose_recipe
 from vision.train.samples import Sample, data_hash, load_sample
 from vision.train.trainer import Trainer
 
@@ -53,18 +56,25 @@ def train(
 ) -> TrainResult:
     """Train a ScratchNet on `items`; the validation split is taken from them unless given."""
     config = config or TrainConfig()
-    budget = _Budget.start(config)
+    started = time.monotonic()
     report = progress or (lambda event: None)
     stop = should_stop or (lambda: False)
     device = _prepare_torch(config)
 
     items = list(items)
-    train_items, val_items = _split(items, val_items, config)
+    kind = _kind(items, val_items)
+    train_items, val_items = _split(items, val_items, config, kind)
     report({"event": "loading", "items": len(items)})
     samples = [load_sample(item, config.coarse_mask_fraction) for item in train_items]
     val_samples = [load_sample(item, config.coarse_mask_fraction) for item in val_items]
+    if kind == GOOD_ONLY:
+        val_samples = _with_synthetic_defects(val_samples, seed=config.seed)
+    config, recipe = choose_recipe(config, samples, validation_count=len(val_samples))
+    recipe["kind"] = kind
+    report({"event": "recipe", **recipe})
+    budget = _Budget.start(config, started)
 
-    trainer = Trainer(samples, config, device)
+    trainer = Trainer(samples, config, device, synthetic_defects=kind == GOOD_ONLY)
     fit = _fit(trainer, val_samples, budget, report, stop)
     if fit.best_state is not None:
         trainer.model.load_state_dict(fit.best_state)
@@ -83,6 +93,7 @@ def train(
         val_scores=val_scores,
         val_peaks=val_peaks,
         reference=_reference(model, train_items, val_items, config),
+        recipe=recipe,
     )
     report({"event": "done", "metrics": metadata["metrics"], "thresholds": metadata["thresholds"]})
     return TrainResult(model, metadata, fit.history, fit.stopped_because)
@@ -97,11 +108,13 @@ class _Budget:
     total_steps: int
 
     @classmethod
-    def start(cls, config: TrainConfig) -> _Budget:
+    def start(cls, config: TrainConfig, started: float | None = None) -> _Budget:
+        """The budget of a config whose settings are chosen; `started` when training began
+        (loading counts against the time)."""
         total_steps = config.max_epochs * config.steps_per_epoch
         if config.max_steps is not None:
             total_steps = min(total_steps, config.max_steps)
-        return cls(time.monotonic(), config.minutes * 60, total_steps)
+        return cls(started or time.monotonic(), config.minutes * 60, total_steps)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -133,21 +146,54 @@ def _prepare_torch(config: TrainConfig) -> torch.device:
     return torch.device(config.device)
 
 
+SUPERVISED, GOOD_ONLY = "supervised", "good_only"
+# A good-only model needs enough good images to tell the surface from an anomaly.
+GOOD_ONLY_MIN_IMAGES = 20
+
+
+def _kind(items: list[Item], val_items: Sequence[Item] | None) -> str:
+    """`good_only` when no item is a defect (a new line: defects are synthesised on the good
+    images), else `supervised`."""
+    everything = [*items, *(val_items or [])]
+    if any(item.label == "defect" for item in everything):
+        return SUPERVISED
+    if len(everything) < GOOD_ONLY_MIN_IMAGES:
+        raise TrainingDataError(
+            f"no defect is labelled, and {len(everything)} good images are too few to train a "
+            f"model on good images only (at least {GOOD_ONLY_MIN_IMAGES})"
+        )
+    return GOOD_ONLY
+
+
+def _with_synthetic_defects(samples: list[Sample], *, seed: int) -> list[Sample]:
+    """Good validation images, and each again with a synthetic defect (a fixed draw), so a
+    good-only model's epochs are compared on the same task it trains on."""
+    rng = random.Random(seed + 7919)
+    defects = []
+    for index, sample in enumerate(samples):
+        other = samples[(index + 1) % len(samples)].image
+        image, mask = synthesize(sample.image, rng, other=other)
+        defects.append(Sample(image, 1, mask, (), np.argwhere(mask)))
+    return [*samples, *defects]
+
+
 def _split(
-    items: list[Item], val_items: Sequence[Item] | None, config: TrainConfig
+    items: list[Item], val_items: Sequence[Item] | None, config: TrainConfig, kind: str
 ) -> tuple[list[Item], list[Item]]:
-    """Training and validation items, each with both labels or TrainingDataError."""
+    """Training and validation items, each with both labels (good images only for a
+    good-only model) or TrainingDataError."""
     if val_items is None:
         train_items, val_items = split_items(
             items, fractions=(1 - config.val_fraction, config.val_fraction), seed=config.seed
         )
     else:
         train_items, val_items = items, list(val_items)
+    wanted = {"ok"} if kind == GOOD_ONLY else {"ok", "defect"}
     for name, group in (("training", train_items), ("validation", val_items)):
         labels = {item.label for item in group}
-        if labels != {"ok", "defect"}:
+        if labels != wanted:
             raise TrainingDataError(
-                f"the {name} split needs both ok and defect images; it has "
+                f"the {name} split needs {' and '.join(sorted(wanted))} images; it has "
                 f"{sorted(labels) or 'none'} ({len(group)} items)"
             )
     return train_items, val_items
@@ -310,6 +356,7 @@ def _metadata(
     val_scores: np.ndarray,
     val_peaks: np.ndarray,
     reference: dict[str, Any] | None,
+    recipe: dict[str, Any],
 ) -> dict[str, Any]:
     """The artifact's metadata: how the model was made, on what, its calibration and (unless
     disabled) the drift reference."""
@@ -330,6 +377,8 @@ def _metadata(
         "region_threshold": region_threshold_for(
             val_peaks[val_labels == 0], config.region_threshold
         ),
+        "kind": recipe["kind"],
+        "recipe": recipe,
         "train_config": config.to_dict(),
         "training_data": _training_data(train_items, val_items),
         "metrics": {

@@ -14,6 +14,7 @@ from torch.nn import functional as F
 from vision.model import build_model, images_to_tensor
 from vision.train.config import TrainConfig
 from vision.train.crops import augment, crop_sample, flip_rotate, resize_mask
+from vision.train.good_only import synthesize
 from vision.train.losses import box_bag_loss, cell_targets, mask_bag_loss
 from vision.train.mining import confusing_clean_cells, missed_defect_cells
 from vision.train.samples import Sample
@@ -37,8 +38,18 @@ class Batch:
 class Trainer:
     """The model, its random streams and the pools of hard examples it is cropped from."""
 
-    def __init__(self, samples: list[Sample], config: TrainConfig, device: torch.device):
+    def __init__(
+        self,
+        samples: list[Sample],
+        config: TrainConfig,
+        device: torch.device,
+        *,
+        synthetic_defects: bool = False,
+    ):
         self.samples = samples
+        # No labelled defect (a new line): every defect crop is a good crop with a defect
+        # synthesised on it (vision.train.good_only).
+        self.synthetic_defects = synthetic_defects
         self.config = config
         self.device = device
         self.rng = random.Random(config.seed)
@@ -137,13 +148,19 @@ class Trainer:
             zoom = math.exp(self.rng.uniform(-config.scale_jitter, config.scale_jitter))
             source = max(self.stride, round(config.crop * zoom))
         for index in range(config.batch_size):
-            sample, centre = self._pick(defect=index % 2 == 0 and bool(self.croppable))
-            image, mask, boxes, label = self._crop(sample, centre, source)
+            defect = index % 2 == 0 and (bool(self.croppable) or self.synthetic_defects)
+            if defect and self.synthetic_defects:
+                image, mask, boxes, label = self._synthetic_crop(source)
+                is_coarse = False
+            else:
+                sample, centre = self._pick(defect=defect)
+                image, mask, boxes, label = self._crop(sample, centre, source)
+                is_coarse = sample.coarse
             crops.append(image)
             masks.append(mask)
             boxes_list.append(boxes)
             labels.append(label)
-            coarse.append(sample.coarse)
+            coarse.append(is_coarse)
         images = images_to_tensor(crops)
         if source != config.crop:
             images = F.interpolate(
@@ -169,6 +186,16 @@ class Trainer:
         else:
             image, mask = flip_rotate(image, mask, self.rng, rotate=self.config.rotate)
         return image, mask, boxes, label
+
+    def _synthetic_crop(self, source: int) -> tuple[np.ndarray, np.ndarray, tuple, int]:
+        """A good crop with a synthetic defect in it, and the defect's mask."""
+        sample = self.oks[self.rng.randrange(len(self.oks))]
+        other = self.oks[self.rng.randrange(len(self.oks))]
+        image, _, _, _ = self._crop(sample, None, source)
+        image, mask = synthesize(image, self.rng, other=other.image)
+        if source != self.config.crop:
+            mask = resize_mask(mask, self.config.crop)
+        return image, mask, (), 1
 
     def _fine_mask_loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor | None:
         """Cell by cell on crops with a fine mask."""

@@ -56,10 +56,52 @@ def test_should_stop_cancels_without_a_model(tiny_items):
         train(tiny_items, config=FAST, should_stop=should_stop)
 
 
-def test_needs_both_classes():
+def test_too_few_good_images_and_no_defect_is_a_clear_error():
     oks = [item for item in synth_items(12, seed=1, size=(64, 36), defect_rate=0.0)]
-    with pytest.raises(TrainingDataError, match="both ok and defect"):
+    with pytest.raises(TrainingDataError, match="12 good images are too few"):
         train(oks, config=FAST)
+
+
+def test_a_validation_split_without_defects_is_a_clear_error(tiny_items):
+    oks = [item for item in tiny_items if item.label == "ok"]
+    with pytest.raises(TrainingDataError, match="validation split needs defect and ok"):
+        train(tiny_items, config=FAST, val_items=oks)
+
+
+def test_only_good_images_train_a_good_only_model_that_flags_a_pasted_defect():
+    """A new line: 40 good phones, no defect labelled. The model trains on defects synthesised
+    on them and says so; a real-looking anomaly then scores above the clean phones."""
+    oks = synth_items(40, seed=2, size=(128, 72), defect_rate=0.0)
+    config = replace(FAST, max_steps=40, steps_per_epoch=20, crop=64, reference_images=0)
+    result = train(oks, config=config)
+    assert result.metadata["kind"] == "good_only"
+    assert result.metadata["recipe"]["kind"] == "good_only"
+    assert result.metadata["metrics"]["val_auroc"] is not None  # synthetic defects on val
+    predictor = Predictor(result.model, result.metadata)
+    defects = synth_items(8, seed=3, size=(128, 72), defect_rate=1.0, defect_types=["stain"])
+    clean = synth_items(8, seed=4, size=(128, 72), defect_rate=0.0)
+    defect_scores = [p.score for p in predictor.predict([i.load_image() for i in defects])]
+    clean_scores = [p.score for p in predictor.predict([i.load_image() for i in clean])]
+    assert np.mean(defect_scores) > np.mean(clean_scores)
+
+
+def test_settings_left_unset_are_chosen_from_the_data_and_the_given_ones_kept(tiny_items):
+    result = train(tiny_items, config=replace(FAST, scale_jitter=0.1))
+    recipe = result.metadata["recipe"]
+    choices = {c["setting"]: c for c in recipe["choices"]}
+    assert choices["scale_jitter"] == {
+        "setting": "scale_jitter",
+        "value": 0.1,
+        "reason": "set by the user",
+        "chosen": False,
+    }
+    # Synthetic phones: no grain, one size, a handful of validation images.
+    assert (choices["rotate"]["value"], choices["rotate"]["chosen"]) == (True, True)
+    assert "no grain direction" in choices["rotate"]["reason"]
+    assert choices["patience"]["value"] >= 100
+    config = result.metadata["train_config"]
+    assert (config["rotate"], config["scale_jitter"]) == (True, 0.1)
+    assert recipe["measured"]["training_images"] == result.metadata["training_data"]["train_count"]
 
 
 def test_boxes_and_bare_labels_are_enough_to_train():
