@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('models_registry', '0005_model_version_edge_export'),
+        ("models_registry", "0005_model_version_edge_export"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='trainingrun',
-            name='recipe',
+            model_name="trainingrun",
+            name="recipe",
             field=models.JSONField(blank=True, default=dict),
         ),
     ]
