@@ -18,6 +18,7 @@ urlpatterns = [
     path("", inspection_views.home, name="home"),
     path("inspect/<str:line_codes>/", inspection_views.inspect, name="inspect"),
     path("supervise/", inspection_views.supervise, name="supervise"),
+    path("supervise/defect-types/", inspection_views.defect_taxonomy, name="defect-taxonomy"),
     path("models/", include("models_registry.page_urls")),
     path("label/", include("labeling.page_urls")),
     path("monitor/", include("monitoring.page_urls")),

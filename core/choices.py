@@ -25,3 +25,10 @@ class OutagePolicy(models.TextChoices):
     HOLD = "hold", "Hold: the station holds the phone until the server answers"
     REJECT = "reject", "Reject: the phone goes to rework"
     EDGE = "edge", "Edge: the station's copy of the production model decides (unsure: hold)"
+
+
+class DefectSeverity(models.TextChoices):
+    """What a defect type means for the phone that has it."""
+
+    FAIL = "fail", "Fail: the phone fails"
+    MINOR = "minor", "Minor: recorded, the phone still passes"

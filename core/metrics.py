@@ -26,8 +26,9 @@ CAPTURES = Counter(
 )
 VERDICTS = Counter(
     "inspection_verdicts",
-    "Verdicts given, by line, verdict and who gave it (the model at ingest, an inspector on "
-    "a pending capture; an undone verdict and the one replacing it count twice).",
+    "Verdicts given, by line, verdict and who gave it (the model at ingest, the station's edge "
+    "model during an outage, an inspector on a pending capture; an undone verdict and the one "
+    "replacing it count twice).",
     ["line", "verdict", "decided_by"],
 )
 AUDIT_REVIEWS = Counter(
@@ -52,8 +53,10 @@ INFERENCE_SECONDS = Histogram(
 def capture_recorded(*, line_code: str, decision: Any, predictions: Iterable[Any]) -> None:
     """A capture, its decision and its predictions were written."""
     CAPTURES.labels(line=line_code, status=str(decision.status)).inc()
-    if decision.decided_by == "model":
-        VERDICTS.labels(line=line_code, verdict=str(decision.verdict), decided_by="model").inc()
+    if decision.decided_by in ("model", "edge"):
+        VERDICTS.labels(
+            line=line_code, verdict=str(decision.verdict), decided_by=str(decision.decided_by)
+        ).inc()
     for prediction in predictions:
         INFERENCE_SECONDS.labels(line=line_code, role=str(prediction.role)).observe(
             prediction.latency_ms / 1000

@@ -13,3 +13,4 @@ class DecisionReason(models.TextChoices):
     UNCERTAIN = "uncertain", "Between the thresholds: a human decides"
     FULL = "full", "Full automation: the model decides"
     NO_MODEL = "no_model", "No usable model: a human decides"
+    EDGE = "edge", "The station's edge model decided during an outage"

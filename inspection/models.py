@@ -92,6 +92,8 @@ class DecisionStatus(models.TextChoices):
 class DecidedBy(models.TextChoices):
     MODEL = "model", "Model"
     HUMAN = "human", "Human"
+    # The station's copy of the model, while the server could not be reached (uploaded after).
+    EDGE = "edge", "Edge model"
 
 
 class AuditStatus(models.TextChoices):
@@ -156,6 +158,20 @@ class Decision(models.Model):
     claimed_at = models.DateTimeField(null=True, blank=True)
     # The claim's lease; renewed while the inspector has the capture open, free again after.
     claim_expires_at = models.DateTimeField(null=True, blank=True)
+    # A verdict the station's edge model gave during an outage (uploaded with the capture; the
+    # server does not decide it again). Kept after an audit override replaces the verdict.
+    edge_verdict = models.CharField(max_length=8, choices=Verdict.choices, blank=True)
+    edge_score = models.FloatField(null=True, blank=True)
+    edge_model_version = models.ForeignKey(
+        "models_registry.ModelVersion",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,  # the partial index below: a handful of rows among millions
+    )
+    edge_model_sha256 = models.CharField(max_length=64, blank=True)  # of the ONNX file it ran
+    edge_decided_at = models.DateTimeField(null=True, blank=True)  # the station's clock
 
     class Meta:
         constraints = [
@@ -204,6 +220,11 @@ class Decision(models.Model):
                 JUDGED_AT.desc(),
                 condition=Q(overrode_model__isnull=False),
                 name="decision_judged_recent",
+            ),
+            models.Index(
+                fields=["edge_model_version"],
+                condition=Q(edge_model_version__isnull=False),
+                name="decision_edge_model",
             ),
         ]
 

@@ -20,6 +20,10 @@ levels let the model decide and which decisions count for the guard rail.
 The canary model acts, instead of production, for a stable fraction of captures: those whose
 id hashes below `canary_percent`. The audit sample uses an independent hash. Without a usable
 model (none deployed, or its artifact failed to load or predict), a human decides.
+
+A capture uploaded with the verdict the station's edge model gave during an outage is not
+decided again (the phone left with that verdict): `edge_decided` records it, and sends a
+share of such decisions (`edge_audit_percent`, its own hash) to a human, as audit samples.
 """
 
 import hashlib
@@ -62,6 +66,7 @@ class LineSettings:
     fail_threshold: float
     audit_percent: float = 0.0
     canary_percent: float = 0.0  # of the canary deployment, 0 when none
+    edge_audit_percent: float = 0.0  # of the edge model's outage verdicts, reviewed by a human
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,7 @@ class ModelScore:
 
 @dataclass(frozen=True)
 class Routing:
-    decided_by: str  # "model" or "human"
+    decided_by: str  # "model", "human" or "edge"
     verdict: str | None  # "pass"/"fail" when the model decided, else None (pending)
     reason: Reason
     acting_role: str | None  # the role whose prediction decides or is shown; None if none
@@ -102,14 +107,24 @@ def audit_selected(capture_id: object, audit_percent: float) -> bool:
     return stable_fraction(capture_id, "audit") < audit_percent
 
 
-def roles_to_run(line: LineSettings, capture_id: object, deployed: Iterable[str]) -> list[str]:
+def edge_audit_selected(capture_id: object, edge_audit_percent: float) -> bool:
+    return stable_fraction(capture_id, "edge-audit") < edge_audit_percent
+
+
+def roles_to_run(
+    line: LineSettings, capture_id: object, deployed: Iterable[str], *, edge: bool = False
+) -> list[str]:
     """Which deployed models must run before answering the station (shadow runs later, offline).
 
     Only the acting model runs in the request: canary for a selected capture, else production.
+    A capture the edge model decided gets production's reading for the record (to compare
+    with the edge's), never the canary's: the canary is judged on the captures it decides.
     """
     deployed = set(deployed)
     if line.automation_level == Level.MANUAL:
         return []
+    if edge:
+        return ["production"] if "production" in deployed else []
     if "canary" in deployed and canary_selected(capture_id, line.canary_percent):
         return ["canary"]
     return ["production"] if "production" in deployed else []
@@ -156,4 +171,20 @@ def decide(line: LineSettings, predictions: Iterable[ModelScore], capture_id: ob
     verdict = "pass" if reading == "pass" else "fail"
     return route(
         "model", verdict, Reason.FULL, audit=audit_selected(capture_id, line.audit_percent)
+    )
+
+
+def edge_decided(line: LineSettings, verdict: str, capture_id: object) -> Routing:
+    """A verdict the station's edge model gave during an outage: it stands (the phone has left
+    with it), and a share goes to a human as an audit sample. No server model acts on it: the
+    production model's reading, when it ran, is stored beside it for the record only."""
+    if verdict not in ("pass", "fail"):
+        raise ValueError(f"an edge verdict is pass or fail, not {verdict!r}")
+    return Routing(
+        "edge",
+        verdict,
+        Reason.EDGE,
+        None,
+        show_model=False,
+        audit=edge_audit_selected(capture_id, line.edge_audit_percent),
     )

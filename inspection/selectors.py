@@ -8,6 +8,7 @@ from typing import Any
 from django.db.models import Count, Prefetch, Q, QuerySet
 from django.db.models.functions import Coalesce
 
+from core import selectors as core_selectors
 from core.errors import ApplicationError
 from core.models import LineSettingsChange, ProductionLine, Station
 from core.selectors import line_get  # noqa: F401 (the capture flow reads lines here too)
@@ -18,11 +19,14 @@ from inspection.models import (
     JUDGED_AT,
     AuditStatus,
     Capture,
+    DecidedBy,
     Decision,
     DecisionStatus,
     Prediction,
     PredictionRole,
 )
+from labeling import selectors as labeling_selectors
+from labeling.regions import region_defect_types
 from models_registry import evidence
 from models_registry.models import Deployment
 
@@ -53,8 +57,15 @@ def _capture_queryset(*, listing: bool = False) -> QuerySet[Capture]:
         predictions = Prediction.objects.select_related("model_version").defer(
             "model_version__metadata"
         )
-    captures = Capture.objects.select_related("line", "station", "decision").prefetch_related(
-        Prefetch("predictions", queryset=predictions)
+    # The edge model's version, for the few decisions made at the station (its name only).
+    captures = (
+        Capture.objects.select_related(
+            "line", "station", "decision", "decision__edge_model_version"
+        )
+        .defer(
+            "decision__edge_model_version__metadata", "decision__edge_model_version__edge_export"
+        )
+        .prefetch_related(Prefetch("predictions", queryset=predictions))
     )
     # The image statistics are monitoring's; a page does not show them.
     return captures.defer("image_stats") if listing else captures
@@ -284,6 +295,23 @@ class LineOverview:
     captures_last_hour: int
     agreement: Agreement
     guard_rail: GuardRail
+    # Verdicts in force given over the last day, by who gave them: model, human, edge.
+    decided_last_day: dict[str, int]
+
+
+def line_decided_by(*, line: ProductionLine, since: datetime) -> dict[str, int]:
+    """The line's verdicts in force since `since`, by who gave them: the server's model, an
+    inspector, or the station's edge model during an outage (its own clock); read on the
+    (line, decided_at) index."""
+    counts = dict.fromkeys(DecidedBy.values, 0)
+    rows = (
+        Decision.objects.filter(line=line, decided_at__gte=since, status=DecisionStatus.DECIDED)
+        .values_list("decided_by")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    counts.update({decided_by: n for decided_by, n in rows if decided_by in counts})
+    return counts
 
 
 def line_overview(*, now: datetime) -> list[LineOverview]:
@@ -303,6 +331,7 @@ def line_overview(*, now: datetime) -> list[LineOverview]:
             captures_last_hour=hour.get(line.pk, 0),
             agreement=line_agreement(line=line),
             guard_rail=line_guard_rail(line=line),
+            decided_last_day=line_decided_by(line=line, since=now - timedelta(days=1)),
         )
         for line in lines
     ]
@@ -372,3 +401,22 @@ def shadow_agreement(
 
 
 _VERDICTS = ("pass", "fail")
+
+
+# --- Defect types on the inspector's regions ---
+
+
+def defect_type_names_accepted(*, capture: Capture) -> set[str]:
+    """The types an inspector's region on this capture may carry: the active ones of the line's
+    taxonomy, those dataset versions hold, and those of the models' own regions."""
+    names = set(core_selectors.defect_type_names_active(line=capture.line))
+    names |= labeling_selectors.defect_type_names_in_datasets()
+    regions = Prediction.objects.filter(capture=capture).values_list("regions", flat=True)
+    names |= region_defect_types(*regions)
+    return names
+
+
+def defect_type_in_decisions(*, name: str) -> bool:
+    """Whether any inspector's region carries this defect type."""
+    pattern = labeling_selectors.regions_json_pattern(name)
+    return Decision.objects.filter(regions__icontains=pattern).exists()

@@ -29,4 +29,22 @@ urlpatterns = [
     path("lines", apis.LineListApi.as_view(), name="lines"),
     path("lines/<slug:code>", apis.LineDetailApi.as_view(), name="line-detail"),
     path("lines/<slug:code>/changes", apis.LineChangeListApi.as_view(), name="line-changes"),
+    # Defect taxonomies and their types (README "Defect taxonomy").
+    path("taxonomies", apis.TaxonomyCollectionApi.as_view(), name="taxonomies"),
+    path("taxonomies/<slug:name>", apis.TaxonomyDetailApi.as_view(), name="taxonomy-detail"),
+    path(
+        "taxonomies/<slug:name>/changes",
+        apis.TaxonomyChangeListApi.as_view(),
+        name="taxonomy-changes",
+    ),
+    path(
+        "taxonomies/<slug:name>/defect-types",
+        apis.DefectTypeCollectionApi.as_view(),
+        name="defect-types",
+    ),
+    path(
+        "taxonomies/<slug:name>/defect-types/<slug:type_name>",
+        apis.DefectTypeDetailApi.as_view(),
+        name="defect-type-detail",
+    ),
 ]

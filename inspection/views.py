@@ -7,7 +7,7 @@ from django.shortcuts import render
 from django.utils import timezone
 
 from core import selectors as core_selectors
-from core.models import AutomationLevel, OutagePolicy
+from core.models import AutomationLevel, DefectSeverity, OutagePolicy
 from core.permissions import page_roles_required
 from core.roles import INSPECTING, SUPERVISING, user_roles
 from inspection import selectors, services
@@ -46,6 +46,13 @@ def inspect(request, line_codes: str):
         "undoSeconds": services.UNDO_SECONDS,
         "leaseSeconds": selectors.claim_lease_seconds(),
         "api": "/api/v1",
+        # What a drawn box may be, per line: its taxonomy's active types (name, label, colour).
+        "defectTypes": {
+            line.code: core_selectors.defect_type_catalogue(
+                taxonomy=core_selectors.taxonomy_for_line(line)
+            )
+            for line in lines
+        },
     }
     return render(request, "inspection/inspect.html", {"lines": lines, "config": config})
 
@@ -63,5 +70,26 @@ def supervise(request):
             "outage_policies": OutagePolicy.choices,
             "changes": selectors.recent_line_changes(),
             "inspectors": core_selectors.inspector_users(),
+        },
+    )
+
+
+@login_required
+def defect_taxonomy(request):
+    """The defect taxonomies: types with their labels, colours, hotkeys and severity, the
+    lines that use each, and the audit trail; edited through /api/v1/taxonomies."""
+    page_roles_required(request, *SUPERVISING)
+    taxonomies = [
+        {"taxonomy": t, "lines": core_selectors.taxonomy_line_codes(taxonomy=t)}
+        for t in core_selectors.taxonomy_list()
+    ]
+    return render(
+        request,
+        "inspection/taxonomy.html",
+        {
+            "taxonomies": taxonomies,
+            "lines": core_selectors.line_list(),
+            "severities": DefectSeverity.choices,
+            "changes": core_selectors.taxonomy_changes_recent(),
         },
     )

@@ -2,10 +2,15 @@
 dataset versions (create, import an archive, export as COCO). Parse, call one service or
 selector, serialize."""
 
+import asyncio
 import mimetypes
+import os
 
 from django.conf import settings
+from django.core.handlers.asgi import ASGIRequest
+from django.http import FileResponse, StreamingHttpResponse
 from django.utils.http import content_disposition_header
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -369,6 +374,43 @@ class DatasetCocoApi(APIView):
                 True, f"{version.name}.coco.json"
             )
         return response
+
+
+async def _chunks(stream, size: int = 1 << 20):
+    """The file in pieces, each read in a thread: under ASGI Django would read a synchronous
+    iterator whole into memory before sending any of it."""
+    try:
+        while chunk := await asyncio.to_thread(stream.read, size):
+            yield chunk
+    finally:
+        stream.close()
+
+
+def _download(request, stream, *, content_type: str, filename: str):
+    """An open file as an attachment, streamed without holding it in memory (ASGI or not)."""
+    if isinstance(request._request, ASGIRequest):
+        response = StreamingHttpResponse(_chunks(stream), content_type=content_type)
+        response["Content-Length"] = str(os.fstat(stream.fileno()).st_size)
+    else:
+        response = FileResponse(stream, content_type=content_type)
+    response["Content-Disposition"] = content_disposition_header(True, filename)
+    return response
+
+
+class DatasetZipApi(APIView):
+    """The version as a zip in the shared/datasets layout: images/, masks/ (one PNG per defect
+    image, nonzero where the defect is), manifest.csv (file,label,defect_type,mask_file,group,
+    split) and regions.json (every region by file). POST /datasets/imports takes it back."""
+
+    permission_classes = [IsAuthenticated, IsLabeler]
+
+    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY})
+    def get(self, request, dataset_id):
+        version = selectors.dataset_version_get(dataset_version_id=dataset_id)
+        archive = services.dataset_version_zip(dataset_version=version)
+        return _download(
+            request, archive, content_type="application/zip", filename=f"{version.name}.zip"
+        )
 
 
 class DatasetImportSerializer(serializers.ModelSerializer):

@@ -1,71 +1,25 @@
 """COCO JSON for boxes, polygons and pixel masks: built from dataset items, read back.
 
 The image-level label travels in each image's `label` field (COCO has none); defect types
-are the categories (the four of labeling.regions first, then any other type a dataset holds,
-e.g. the magnetic tiles' `blowhole`). A polygon is a `segmentation` ring; a box is the ring
+are the categories (the taxonomy's types first, in its order, then any other type a dataset
+holds, e.g. the magnetic tiles' `blowhole`). A polygon is a `segmentation` ring; a box is the ring
 of its four corners (so every annotation rasterises with pycocotools' `annToMask`); a pixel
 mask is one uncompressed RLE `segmentation` (`{"size": [h, w], "counts": [...]}`, column-major,
 starting with a run of zeros) with `iscrowd: 1`, as the COCO format pairs RLE with crowds,
-and its `area` and `bbox` computed from the mask's pixels.
+and its `area` and `bbox` computed from the mask's pixels. A brush region (`"shape": "mask"`,
+labeling.masks) is its own annotation with the same RLE over the whole image but `iscrowd: 0`
+(one defect that evaluation must count), and reads back as a brush region.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from labeling.regions import DEFECT_TYPES, region_normalize
-
-
-def mask_rle(mask: np.ndarray) -> dict[str, Any]:
-    """Uncompressed COCO RLE of a bool (H, W) mask."""
-    height, width = mask.shape
-    flat = np.asarray(mask, dtype=bool).flatten(order="F")
-    changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    edges = np.concatenate([[0], changes, [flat.size]])
-    counts = np.diff(edges).tolist()
-    if flat.size and flat[0]:
-        counts = [0, *counts]  # RLE starts with the zeros' run, even an empty one
-    return {"size": [int(height), int(width)], "counts": [int(c) for c in counts]}
-
-
-def _counts_from_string(text: str) -> list[int]:
-    """The counts of a compressed RLE string (pycocotools' rleFrString)."""
-    counts: list[int] = []
-    position = 0
-    data = text.encode("ascii")
-    while position < len(data):
-        value, shift, more = 0, 0, True
-        while more:
-            char = data[position] - 48
-            value |= (char & 0x1F) << (5 * shift)
-            more = bool(char & 0x20)
-            position += 1
-            shift += 1
-            if not more and char & 0x10:
-                value |= -1 << (5 * shift)
-        if len(counts) > 2:
-            value += counts[-2]
-        counts.append(value)
-    return counts
-
-
-def rle_mask(segmentation: dict[str, Any]) -> np.ndarray:
-    """A bool (H, W) mask from COCO RLE, compressed (string counts) or not (a list)."""
-    height, width = (int(v) for v in segmentation["size"])
-    counts = segmentation["counts"]
-    if isinstance(counts, bytes):
-        counts = counts.decode("ascii")
-    if isinstance(counts, str):
-        counts = _counts_from_string(counts)
-    counts = [int(c) for c in counts]
-    if any(c < 0 for c in counts) or sum(counts) != height * width:
-        raise ValueError(f"RLE counts cover {sum(counts)} pixels, the image {height * width}")
-    values = np.zeros(len(counts), dtype=bool)
-    values[1::2] = True
-    flat = np.repeat(values, counts)
-    return flat.reshape((height, width), order="F")
+from labeling.masks import mask_region_from_mask, mask_region_paste, mask_rle, rle_mask
+from labeling.regions import DEFAULT_DEFECT_TYPE, region_normalize
 
 
 def mask_bbox(mask: np.ndarray) -> list[float]:
@@ -83,8 +37,8 @@ def _polygon_area(points: list[list[float]]) -> float:
     return float(abs(np.dot(xs, np.roll(ys, -1)) - np.dot(ys, np.roll(xs, -1))) / 2)
 
 
-def _categories(images: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    names = list(DEFECT_TYPES)
+def _categories(images: list[dict[str, Any]], taxonomy: Sequence[str]) -> list[dict[str, Any]]:
+    names = list(dict.fromkeys(str(name) for name in taxonomy))
     found = {
         str(name)
         for image in images
@@ -93,14 +47,20 @@ def _categories(images: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if name
     }
     names += sorted(found - set(names))
+    if DEFAULT_DEFECT_TYPE not in names:  # what a region or mask without a type counts as
+        names.append(DEFAULT_DEFECT_TYPE)
     return [{"id": i + 1, "name": name} for i, name in enumerate(names)]
 
 
-def coco_document(images: list[dict[str, Any]], *, description: str = "") -> dict[str, Any]:
+def coco_document(
+    images: list[dict[str, Any]], *, description: str = "", taxonomy: Sequence[str] = ()
+) -> dict[str, Any]:
     """images: [{"file_name", "width", "height", "label", "regions", "mask" (a bool array or
-    None), "mask_defect_type", ...extra}] -> COCO dict."""
-    categories = _categories(images)
+    None), "mask_defect_type", ...extra}] -> COCO dict. `taxonomy`: the type names that are
+    categories whether the images use them or not (the taxonomy's, in its order)."""
+    categories = _categories(images, taxonomy)
     category_id = {c["name"]: c["id"] for c in categories}
+    other = category_id[DEFAULT_DEFECT_TYPE]
     coco_images, annotations = [], []
     for image_id, image in enumerate(images, start=1):
         extra = {k: v for k, v in image.items() if k not in ("regions", "mask", "mask_defect_type")}
@@ -110,7 +70,7 @@ def coco_document(images: list[dict[str, Any]], *, description: str = "") -> dic
             annotation = {
                 "id": len(annotations) + 1,
                 "image_id": image_id,
-                "category_id": category_id.get(region.get("defect_type"), category_id["other"]),
+                "category_id": category_id.get(region.get("defect_type"), other),
                 "bbox": [x0, y0, round(x1 - x0, 1), round(y1 - y0, 1)],
                 "area": round((x1 - x0) * (y1 - y0), 1),
                 "iscrowd": 0,
@@ -118,17 +78,25 @@ def coco_document(images: list[dict[str, Any]], *, description: str = "") -> dic
             if region.get("shape") == "polygon":
                 annotation["segmentation"] = [[c for point in region["points"] for c in point]]
                 annotation["area"] = round(_polygon_area(region["points"]), 1)
+            elif region.get("shape") == "mask":
+                # A brush region: its pixels as RLE over the whole image; one defect, not a
+                # crowd (iscrowd 0), so an evaluation counts it instead of ignoring it.
+                pixels = np.zeros((int(image["height"]), int(image["width"])), dtype=bool)
+                mask_region_paste(region, pixels)
+                annotation["segmentation"] = mask_rle(pixels)
+                annotation["bbox"] = mask_bbox(pixels)
+                annotation["area"] = int(pixels.sum())
             else:
                 annotation["segmentation"] = [[x0, y0, x1, y0, x1, y1, x0, y1]]
             annotations.append(annotation)
         mask = image.get("mask")
         if mask is not None and mask.any():
-            defect_type = image.get("mask_defect_type") or "other"
+            defect_type = image.get("mask_defect_type") or DEFAULT_DEFECT_TYPE
             annotations.append(
                 {
                     "id": len(annotations) + 1,
                     "image_id": image_id,
-                    "category_id": category_id.get(defect_type, category_id["other"]),
+                    "category_id": category_id.get(defect_type, other),
                     "segmentation": mask_rle(mask),
                     "bbox": mask_bbox(mask),
                     "area": int(mask.sum()),
@@ -193,6 +161,16 @@ def coco_read(document: Any) -> tuple[dict[str, dict[str, Any]], list[str]]:
         entry = images[name]
         try:
             segmentation = annotation.get("segmentation")
+            if isinstance(segmentation, dict) and annotation.get("iscrowd") == 0:
+                # RLE of one defect (our brush regions): a mask region of its own.
+                mask = rle_mask(segmentation)
+                size = (entry["height"], entry["width"])
+                if None not in size and mask.shape != tuple(int(v) for v in size):
+                    raise ValueError(f"RLE size {list(mask.shape)} is not the image's")
+                region = mask_region_from_mask(mask, defect_type=defect_type)
+                if region is not None:
+                    entry["regions"].append(region_normalize(region))
+                continue
             if isinstance(segmentation, dict):
                 mask = rle_mask(segmentation)
                 entry["mask"] = mask if entry["mask"] is None else entry["mask"] | mask

@@ -3,19 +3,17 @@
 Regions (pre-annotations, annotations, dataset items) are JSON lists of
 `{"shape": "box" | "polygon", "box": [x0, y0, x1, y1], "points": [[x, y], ...], "defect_type": ...}`
 in pixels of the image; `points` only for polygons (their `box` is the polygon's bounding box).
+A brush region is `{"shape": "mask", "box": [x0, y0, x1, y1] (whole pixels, x1/y1 exclusive),
+"mask": {"size": [y1 - y0, x1 - x0], "counts": "<COCO compressed RLE>"}, "defect_type": ...}`:
+its painted pixels over its box (labeling.masks).
+`defect_type` is the name of a type of the line's taxonomy (core.models.DefectType), or one an
+import brought; data keeps the name as a string.
 An inspector's region may carry `"rejected": true` (a model region that was wrong).
 """
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
-
-
-class DefectType(models.TextChoices):
-    SCRATCH = "scratch", "Scratch"
-    CRACK = "crack", "Crack"
-    STAIN = "stain", "Stain"
-    OTHER = "other", "Other"
 
 
 class ImageLabel(models.TextChoices):

@@ -1,22 +1,27 @@
 """Regions of an annotation (boxes and polygons): checking, normalising, comparing, rasterising.
 
-Pure functions on the JSON form described in labeling.models; no database.
+Pure functions on the JSON form described in labeling.models; no database. Defect types are
+names (strings): which ones a region may carry is the caller's to say (the line's taxonomy,
+core.selectors), so these functions take the accepted names as an argument.
 """
 
 from __future__ import annotations
 
 import io
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from core.errors import ApplicationError
+from labeling.masks import mask_region_normalize, mask_region_paste
 
-SHAPES = ("box", "polygon")
-DEFECT_TYPES = ("scratch", "crack", "stain", "other")
+SHAPES = ("box", "polygon", "mask")  # a mask: a brush region, see labeling.masks
+# The catch-all type: a region without a type is one of these (the default taxonomy's last).
+DEFAULT_DEFECT_TYPE = "other"
+DEFECT_TYPE_MAX_LENGTH = 32  # DatasetItem.defect_type and DefectType.name hold this many
 MAX_REGIONS = 200
 MAX_POINTS = 500
 
@@ -27,22 +32,59 @@ def _number(value: Any, what: str) -> float:
     return float(value)
 
 
-def region_normalize(region: Any, *, width: int | None = None, height: int | None = None) -> dict:
+def defect_type_clean(value: Any, *, accepted: Collection[str] | None = None) -> str:
+    """A region's defect type as stored: lower case, `other` when missing.
+
+    With `accepted` (the names a taxonomy allows, and those the data already holds) any other
+    name is an ApplicationError; without it (imports) any name is kept, cut to 32 characters.
+    """
+    if value is None or value == "":
+        name = DEFAULT_DEFECT_TYPE
+    elif isinstance(value, str) or accepted is None:
+        name = str(value).strip().lower()
+    else:
+        raise ApplicationError(
+            f"defect_type must be a string, got {value!r}.", code="invalid_defect_type"
+        )
+    if accepted is None:  # an import: keep its names, as long as a column holds them
+        return name[:DEFECT_TYPE_MAX_LENGTH] or DEFAULT_DEFECT_TYPE
+    if not name or len(name) > DEFECT_TYPE_MAX_LENGTH:
+        raise ApplicationError(
+            f"defect_type must be 1 to {DEFECT_TYPE_MAX_LENGTH} characters.",
+            code="invalid_defect_type",
+        )
+    if name not in accepted:
+        known = ", ".join(sorted(accepted)) or "none"
+        raise ApplicationError(
+            f"Unknown defect type {name!r}; the taxonomy of this line has: {known}.",
+            code="unknown_defect_type",
+        )
+    return name
+
+
+def region_normalize(
+    region: Any,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    defect_types: Collection[str] | None = None,
+) -> dict:
     """One region in canonical form, or ApplicationError saying what is wrong with it.
 
     Accepts the inspector's form (`{"box": [...], "defect_type": ...}`) as a box. Coordinates
-    are rounded to 0.1 px and clipped to the image when its size is known.
+    are rounded to 0.1 px and clipped to the image when its size is known. `defect_types`:
+    the accepted type names (see defect_type_clean).
     """
     if not isinstance(region, dict):
         raise ApplicationError("Each region must be an object.", code="invalid_region")
     shape = region.get("shape") or ("polygon" if region.get("points") else "box")
     if shape not in SHAPES:
         raise ApplicationError(
-            f"shape must be box or polygon, got {shape!r}.", code="invalid_region"
+            f"shape must be box, polygon or mask, got {shape!r}.", code="invalid_region"
         )
-    defect_type = str(region.get("defect_type") or "other").lower()
-    if defect_type not in DEFECT_TYPES:
-        defect_type = "other"
+    defect_type = defect_type_clean(region.get("defect_type"), accepted=defect_types)
+    if shape == "mask":
+        return mask_region_normalize(region, width=width, height=height, defect_type=defect_type)
 
     def clip(x: float, y: float) -> tuple[float, float]:
         if width is not None:
@@ -84,7 +126,11 @@ def region_normalize(region: Any, *, width: int | None = None, height: int | Non
 
 
 def regions_normalize(
-    regions: Any, *, width: int | None = None, height: int | None = None
+    regions: Any,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    defect_types: Collection[str] | None = None,
 ) -> list[dict]:
     if regions is None:
         return []
@@ -92,7 +138,19 @@ def regions_normalize(
         raise ApplicationError("regions must be a list.", code="invalid_region")
     if len(regions) > MAX_REGIONS:
         raise ApplicationError(f"At most {MAX_REGIONS} regions.", code="invalid_region")
-    return [region_normalize(r, width=width, height=height) for r in regions]
+    return [
+        region_normalize(r, width=width, height=height, defect_types=defect_types) for r in regions
+    ]
+
+
+def region_defect_types(*region_lists: Iterable[Any]) -> set[str]:
+    """The defect type names these regions carry (what existing data keeps accepted)."""
+    return {
+        str(r["defect_type"]).lower()
+        for regions in region_lists
+        for r in regions or ()
+        if isinstance(r, dict) and isinstance(r.get("defect_type"), str) and r["defect_type"]
+    }
 
 
 def pre_annotation_from_inspection(regions: Iterable[dict]) -> list[dict]:
@@ -133,10 +191,14 @@ def regions_mask(regions: Sequence[dict], *, width: int, height: int) -> np.ndar
     for region in regions:
         if region.get("shape") == "polygon":
             draw.polygon([tuple(p) for p in region["points"]], fill=255)
-        else:
+        elif region.get("shape") != "mask":
             x0, y0, x1, y1 = region_integer_box(region)
             draw.rectangle([x0, y0, x1 - 1, y1 - 1], fill=255)
-    return np.asarray(image) > 0
+    mask = np.asarray(image) > 0
+    for region in regions:
+        if region.get("shape") == "mask":
+            mask_region_paste(region, mask)
+    return mask
 
 
 def mask_png(mask: np.ndarray) -> bytes:

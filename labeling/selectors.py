@@ -1,13 +1,16 @@
-"""Reads of labeling: dataset items for training and evaluation, counts for retraining."""
+"""Reads of labeling: dataset items for training and evaluation, counts for retraining, and
+the defect type names labeling data carries (what stays accepted when a taxonomy changes)."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from django.db.models import QuerySet
 
+from core import selectors as core_selectors
 from core.blobs import blob_local_path
 from core.errors import ApplicationError
 from labeling.models import (
@@ -20,7 +23,7 @@ from labeling.models import (
     LabelTask,
     LabelTaskStatus,
 )
-from labeling.regions import region_integer_box
+from labeling.regions import region_defect_types, region_integer_box
 from vision.datasets import Item
 
 
@@ -184,3 +187,48 @@ def dataset_import_get(*, import_id: int) -> DatasetImport:
 
 def dataset_import_list(*, limit: int = 20) -> QuerySet[DatasetImport]:
     return DatasetImport.objects.select_related("created_by")[:limit]
+
+
+# --- Defect type names in labeling data ---
+
+
+def defect_type_names_in_datasets() -> set[str]:
+    """The main defect types of every dataset version's items (their counts), e.g. the
+    `blowhole` of an imported set: regions may keep carrying them whatever the taxonomy says."""
+    names: set[str] = set()
+    for counts in DatasetVersion.objects.values_list("counts", flat=True):
+        found = (counts or {}).get("defect_type") or {}
+        names.update(str(name) for name in found if name)
+    return names
+
+
+def defect_type_names_accepted(
+    *, task: LabelTask, annotation: Annotation | None = None
+) -> set[str]:
+    """What a labeler's region on this task may be: the active types of the task's line's
+    taxonomy, and every name the data already holds (the task's own regions, the annotation's
+    saved ones, dataset versions), so a deactivated or imported type stays readable and savable."""
+    names = set(core_selectors.defect_type_names_active(line=task.line))
+    names |= defect_type_names_in_datasets()
+    names |= region_defect_types(
+        task.pre_annotation, task.model_regions, annotation.regions if annotation else ()
+    )
+    return names
+
+
+def regions_json_pattern(name: str) -> str:
+    """How a region carrying this type reads in a JSON column's text (PostgreSQL's jsonb and
+    SQLite's json.dumps both write `"key": "value"`)."""
+    return json.dumps({"defect_type": name})[1:-1]
+
+
+def defect_type_in_labeling_data(*, name: str) -> bool:
+    """Whether any label task, annotation or dataset item carries this defect type."""
+    pattern = regions_json_pattern(name)
+    return (
+        DatasetItem.objects.filter(defect_type=name).exists()
+        or DatasetItem.objects.filter(regions__icontains=pattern).exists()
+        or Annotation.objects.filter(regions__icontains=pattern).exists()
+        or LabelTask.objects.filter(pre_annotation__icontains=pattern).exists()
+        or LabelTask.objects.filter(model_regions__icontains=pattern).exists()
+    )

@@ -41,4 +41,5 @@ urlpatterns = [
     ),
     path("datasets/<int:dataset_id>", apis.DatasetDetailApi.as_view(), name="dataset-detail"),
     path("datasets/<int:dataset_id>/coco", apis.DatasetCocoApi.as_view(), name="dataset-coco"),
+    path("datasets/<int:dataset_id>/zip", apis.DatasetZipApi.as_view(), name="dataset-zip"),
 ]

@@ -5,6 +5,7 @@ Every text that comes from data is escaped."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,6 +13,7 @@ from html import escape
 
 WIDTH, HEIGHT = 640, 180
 LEFT, RIGHT, TOP, BOTTOM = 48, 12, 12, 26
+_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")  # a defect type's colour (#rrggbb)
 STATUS_COLOURS = {
     "ok": "#157347",
     "warning": "#a15c00",
@@ -200,14 +202,20 @@ def pareto_bars(entries: Sequence[dict], *, title: str) -> str:
     for i, entry in enumerate(entries):
         y = TOP + i * row
         width = (WIDTH - label_w - 120) * entry["count"] / biggest
-        name = escape(str(entry["name"]))
+        name = escape(str(entry.get("label") or entry["name"]))
         parts.append(
             f'<text class="chart-axis" x="{label_w - 6}" y="{y + 14}" '
             f'text-anchor="end">{name}</text>'
         )
+        # The taxonomy's colour, as an attribute (the CSP refuses style attributes).
+        colour = str(entry.get("colour") or "")
+        fill = (
+            f'class="chart-bar-typed" fill="{colour}"'
+            if _COLOUR.fullmatch(colour)
+            else 'class="chart-bar"'
+        )
         parts.append(
-            f'<rect class="chart-bar" x="{label_w}" y="{y + 3}" width="{width:.1f}" '
-            f'height="{row - 8}"/>'
+            f'<rect {fill} x="{label_w}" y="{y + 3}" width="{width:.1f}" height="{row - 8}"/>'
         )
         count = entry["count"]
         parts.append(f'<text class="chart-axis" x="{label_w + width + 6:.1f}" y="{y + 14}">{count} '

@@ -389,6 +389,8 @@ class YieldSamples:
     baseline_rate: float | None = None  # the model's first window's fail rate, if known
     baseline_count: int | None = None  # how many decided captures that rate rests on
     defect_types: Mapping[str, int] = field(default_factory=dict)  # inspectors' labels
+    # How the taxonomy shows each name: {"scratch": {"label", "colour", "severity"}}.
+    defect_type_styles: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
     throughput_per_hour: float | None = None
     queue_seconds_median: float | None = None
 
@@ -413,12 +415,29 @@ def _judged_hour(samples: YieldSamples, center: float, center_n: int | None):
     return None
 
 
+UNKNOWN_TYPE_COLOUR = "#8e8e93"  # a name no taxonomy knows (an import's, a model's)
+
+
+def _defect_pareto(samples: YieldSamples) -> dict | None:
+    """The inspectors' defect types, largest first, each with its taxonomy label, colour and
+    severity (None for a name no taxonomy knows)."""
+    if not samples.defect_types:
+        return None
+    pareto = charts.pareto(dict(samples.defect_types)).to_dict()
+    for entry in pareto["entries"]:  # type: ignore[union-attr]
+        style = samples.defect_type_styles.get(str(entry["name"])) or {}
+        entry["label"] = style.get("label") or entry["name"]
+        entry["colour"] = style.get("colour") or UNKNOWN_TYPE_COLOUR
+        entry["severity"] = style.get("severity")
+    return pareto
+
+
 def yield_signal(samples: YieldSamples) -> SignalResult:
     """Yield as quality engineers chart it: a p-chart of the hourly defect rate. The status
     judges the newest complete hour (beyond 3 sigma: drifted; 2.5: warning), so one bad hour
     is told at once and does not hold a day's alert; the chart shows all 24."""
     total = int(sum(samples.totals))
-    pareto = charts.pareto(dict(samples.defect_types)).to_dict() if samples.defect_types else None
+    pareto = _defect_pareto(samples)
     extra = {
         "pareto": pareto,
         "throughput_per_hour": _round(samples.throughput_per_hour, 1),

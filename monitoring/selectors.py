@@ -12,6 +12,7 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import TruncHour
 
+from core import selectors as core_selectors
 from core.models import LineSettingsChange, ProductionLine
 from inspection.models import HUMAN_JUDGED, Capture, Decision, DecisionStatus
 from models_registry.models import Deployment, RolloutEvent
@@ -210,6 +211,11 @@ def defect_types(*, line: ProductionLine, since: datetime, limit: int = 2000) ->
         for kind in kinds or {"unspecified"}:
             counts[kind] = counts.get(kind, 0) + 1
     return counts
+
+
+def defect_type_styles(*, line: ProductionLine) -> dict[str, dict[str, Any]]:
+    """Label, colour and severity of each defect type name, the line's taxonomy first."""
+    return core_selectors.defect_type_styles(line=line)
 
 
 def throughput_and_queue_time(*, line: ProductionLine, now: datetime) -> tuple[int, float | None]:

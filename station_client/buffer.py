@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS captures (
     http_status INTEGER,
     capture_id TEXT,
     answer TEXT,
-    outage_action TEXT
+    outage_action TEXT,
+    edge_decision TEXT
 );
 CREATE INDEX IF NOT EXISTS captures_state ON captures (state, seq);
 CREATE TABLE IF NOT EXISTS watched_files (
@@ -78,6 +79,10 @@ class BufferedCapture:
     capture_id: str | None
     answer: dict[str, Any] | None
     outage_action: str | None
+    # The edge model's decision while the server was down (verdict, score, model_version,
+    # model_sha256, decided_at): sent with the capture, so the server records it as made at
+    # the edge instead of deciding the phone again.
+    edge_decision: dict[str, Any] | None = None
 
 
 def _row_capture(row: sqlite3.Row) -> BufferedCapture:
@@ -97,6 +102,7 @@ def _row_capture(row: sqlite3.Row) -> BufferedCapture:
         capture_id=row["capture_id"],
         answer=json.loads(row["answer"]) if row["answer"] else None,
         outage_action=row["outage_action"],
+        edge_decision=json.loads(row["edge_decision"]) if row["edge_decision"] else None,
     )
 
 
@@ -115,6 +121,17 @@ class Buffer:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a committed capture survives a power cut
         self._db.executescript(_SCHEMA)
+        self._schema_upgrade()
+
+    def _schema_upgrade(self) -> None:
+        """Columns added since a station's buffer file was made (its queued captures stay)."""
+        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(captures)")}
+        if "edge_decision" not in columns:
+            try:
+                self._db.execute("ALTER TABLE captures ADD COLUMN edge_decision TEXT")
+            except sqlite3.OperationalError as exc:  # another process added it meanwhile
+                if "duplicate column" not in str(exc):
+                    raise
 
     def close(self) -> None:
         with self._lock:
@@ -213,10 +230,16 @@ class Buffer:
     def attempt_noted(self, key: str) -> None:
         self._write("UPDATE captures SET attempts = attempts + 1 WHERE idempotency_key = ?", (key,))
 
-    def outage_noted(self, key: str, action: str) -> None:
-        """What the phone got while the server could not be reached (hold, reject, pass, fail)."""
+    def outage_noted(
+        self, key: str, action: str, *, edge_decision: dict[str, Any] | None = None
+    ) -> None:
+        """What the phone got while the server could not be reached (hold, reject, pass, fail),
+        and the edge model's decision when it gave the verdict (kept once made: the phone left
+        with it, so a later outage never replaces it)."""
         self._write(
-            "UPDATE captures SET outage_action = ? WHERE idempotency_key = ?", (action, key)
+            "UPDATE captures SET outage_action = ?, edge_decision = COALESCE(edge_decision, ?)"
+            " WHERE idempotency_key = ?",
+            (action, json.dumps(edge_decision) if edge_decision is not None else None, key),
         )
 
     def answered(self, key: str, *, http_status: int, answer: dict[str, Any]) -> None:

@@ -126,6 +126,19 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
+# The server's codes for an edge decision it cannot record (the capture itself was fine).
+EDGE_DECISION_REFUSALS = ("invalid_edge_decision", "unknown_model_version")
+
+
+def _edge_decision_refused(response: httpx.Response) -> bool:
+    error = _json(response).get("error")
+    return (
+        response.status_code == 400
+        and isinstance(error, dict)
+        and error.get("code") in EDGE_DECISION_REFUSALS
+    )
+
+
 def post_capture(
     http: httpx.Client,
     *,
@@ -136,18 +149,23 @@ def post_capture(
     content_type: str = "image/jpeg",
     captured_at: str | None = None,
     metadata: dict[str, Any] | None = None,
+    edge_decision: dict[str, Any] | None = None,
     url: str = "/api/v1/captures",
     policy: RetryPolicy | None = None,
     sleep: Callable[[float], None] = time.sleep,
     rng: random.Random | None = None,
 ) -> httpx.Response:
     """POST /api/v1/captures, retried with the same key while the server cannot be reached or
-    answers "not now". Returns the server's final answer; raises ServerUnavailable."""
+    answers "not now". `edge_decision`: the edge model's verdict given while the server was
+    down (the server records it instead of deciding again). Returns the server's final answer;
+    raises ServerUnavailable."""
     form = {"line": line, "idempotency_key": idempotency_key}
     if captured_at:
         form["captured_at"] = captured_at
     if metadata is not None:
         form["metadata"] = json.dumps(metadata)
+    if edge_decision is not None:
+        form["edge_decision"] = json.dumps(edge_decision, sort_keys=True)
 
     def send() -> httpx.Response:
         return http.post(url, data=form, files={"image": (filename, image, content_type)})
@@ -268,19 +286,34 @@ class StationClient:
 
     def _send(self, record: BufferedCapture) -> dict[str, Any]:
         assert record.image is not None, "an answered capture has no image left to send"
-        response = post_capture(
-            self.http,
-            line=record.line,
-            idempotency_key=record.idempotency_key,
-            image=record.image,
-            filename=record.filename,
-            content_type=record.content_type,
-            captured_at=record.captured_at,
-            metadata=record.metadata,
-            policy=self.retry,
-            sleep=self.sleep,
-            rng=self.rng,
-        )
+
+        def post(edge_decision: dict[str, Any] | None) -> httpx.Response:
+            return post_capture(
+                self.http,
+                line=record.line,
+                idempotency_key=record.idempotency_key,
+                image=record.image,
+                filename=record.filename,
+                content_type=record.content_type,
+                captured_at=record.captured_at,
+                metadata=record.metadata,
+                edge_decision=edge_decision,
+                policy=self.retry,
+                sleep=self.sleep,
+                rng=self.rng,
+            )
+
+        response = post(record.edge_decision)
+        if record.edge_decision is not None and _edge_decision_refused(response):
+            # The server stored nothing (e.g. that model version is gone from its registry):
+            # the capture itself still goes, and the server decides it; a verdict other than
+            # the one the phone got comes back as a correction (`_reconcile`).
+            logger.warning(
+                "capture %s: the server refused its edge decision (%s); sent without it",
+                record.idempotency_key,
+                response.text[:300],
+            )
+            response = post(None)
         return self._answer(record, response)
 
     def _answer(self, record: BufferedCapture, response: httpx.Response) -> dict[str, Any]:
@@ -629,11 +662,22 @@ class StationClient:
 
     def outage_result(self, record: BufferedCapture) -> CaptureResult:
         """A capture the server cannot take now: it stays buffered, and the phone gets what the
-        line's outage policy says (hold, reject, or the edge model's verdict; unsure: hold)."""
+        line's outage policy says (hold, reject, or the edge model's verdict; unsure: hold).
+        The edge model's decision is kept with the capture, to be sent with it."""
         policy = self.outage_policy(record.line)
-        edge_verdict = self.edge_verdict(record.line, record.image) if policy == "edge" else None
-        action = (edge_verdict or "hold") if policy == "edge" else policy
-        self.buffer.outage_noted(record.idempotency_key, action)
+        decision = record.edge_decision  # decided before: the phone already has that verdict
+        if decision is None and policy == "edge":
+            decision = self.edge_decide(record.line, record.image)
+        edge_verdict = decision["verdict"] if decision else None
+        action = (edge_verdict or "hold") if decision or policy == "edge" else policy
+        recorded = None
+        if edge_verdict and decision.get("model_version") is not None:
+            recorded = decision
+        elif edge_verdict:
+            # Without the model's version the server cannot record an edge decision: the phone
+            # has the verdict all the same, and the server decides the capture when it is back.
+            logger.warning("line %s: the edge model's version is unknown; not sent", record.line)
+        self.buffer.outage_noted(record.idempotency_key, action, edge_decision=recorded)
         return CaptureResult(
             status="buffered",
             key=record.idempotency_key,
@@ -645,6 +689,13 @@ class StationClient:
     def edge_verdict(self, line: str, image: bytes | None) -> str | None:
         """The kept edge model's verdict with the line's thresholds; None when unsure, or when
         there is no model (or image) to judge with."""
+        decision = self.edge_decide(line, image)
+        return decision["verdict"] if decision else None
+
+    def edge_decide(self, line: str, image: bytes | None) -> dict[str, Any] | None:
+        """The kept edge model's decision: `verdict` (pass, fail, or None when unsure), `score`,
+        the `model_version` and `model_sha256` the server sent with the model, and when it was
+        `decided_at`; None when there is no model (or image) to judge with."""
         path, settings = self.model_path(line), self.line_settings_kept(line) or {}
         if image is None or not path.exists():
             logger.warning("line %s: no edge model kept yet; the phone is held", line)
@@ -661,8 +712,18 @@ class StationClient:
             settings.get("pass_threshold"),
             settings.get("fail_threshold"),
         )
-        return verdict_for(
+        verdict = verdict_for(
             score,
             pass_threshold=0.3 if pass_threshold is None else float(pass_threshold),
             fail_threshold=0.7 if fail_threshold is None else float(fail_threshold),
         )
+        kept = self.buffer.state_get(f"model:{line}")
+        model = kept[0] if kept else {}
+        version = model.get("version")
+        return {
+            "verdict": verdict,
+            "score": round(score, 6),
+            "model_version": int(version) if str(version).isdigit() else None,
+            "model_sha256": model.get("sha256"),
+            "decided_at": datetime.now(UTC).isoformat(),
+        }

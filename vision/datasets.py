@@ -179,6 +179,107 @@ def read_folder(path: str | Path) -> list[Item]:
     return items
 
 
+# Folders a zip made on a Mac or by a tool carries beside the classes: never a class.
+IGNORED_FOLDERS = frozenset({"__macosx"})
+
+
+def class_folder_root(path: str | Path) -> Path:
+    """The folder that holds the class folders: `path`, or the one folder it wraps them in (a
+    zip of `dataset/ok/...`, `dataset/scratch/...`), however deep, as long as that folder holds
+    only folders and is not a class (`ok/`, `good/`, `defect/`) itself."""
+    root = Path(path)
+    while True:
+        entries = [p for p in root.iterdir() if not _hidden(p.name)]
+        folders = [p for p in entries if p.is_dir()]
+        if len(entries) != 1 or len(folders) != 1:
+            return root
+        inner = folders[0]
+        if inner.name.lower() in OK_FOLDERS | {"defect"} or not any(
+            p.is_dir() and not _hidden(p.name) for p in inner.iterdir()
+        ):
+            return root
+        root = inner
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".") or name.lower() in IGNORED_FOLDERS
+
+
+def read_folder_report(path: str | Path) -> tuple[list[Item], list[str]]:
+    """Like read_folder, but for bulk imports: the good images as items, and one message per
+    file left out (not an image, not in a class folder, a mask that two images could claim).
+    A folder without any class folder image still raises DatasetError.
+
+    Class folders: `ok/` or `good/` (any case) for good phones; `defect/` (images in it, or in
+    `defect/<defect type>/`) or `<defect type>/` (the folder's name in lower case) for defects;
+    `masks/` holds masks matched by file stem. Hidden files and `__MACOSX/` are skipped.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise DatasetError(root, ["not a folder"])
+    problems: list[str] = []
+
+    def name(file: Path) -> str:
+        return file.relative_to(root).as_posix()
+
+    def visible_files(folder: Path) -> list[Path]:
+        return sorted(
+            p
+            for p in folder.rglob("*")
+            if p.is_file() and not any(_hidden(part) for part in p.relative_to(folder).parts)
+        )
+
+    def images_of(folder: Path) -> list[Path]:
+        images = []
+        for file in visible_files(folder):
+            if file.suffix.lower() in IMAGE_SUFFIXES:
+                images.append(file)
+            else:
+                problems.append(f"{name(file)}: not an image file ({file.suffix or 'no suffix'})")
+        return images
+
+    masks: dict[str, list[Path]] = {}
+    for folder_name in MASK_FOLDERS:
+        for mask in _images_under(root / folder_name):
+            masks.setdefault(mask.stem, []).append(mask)
+    found: list[tuple[str, str, Path]] = []
+    for entry in sorted(root.iterdir()):
+        if _hidden(entry.name) or entry.name.lower() in MASK_FOLDERS:
+            continue
+        if not entry.is_dir():
+            problems.append(f"{name(entry)}: not in a class folder (ok/, good/, <defect type>/)")
+            continue
+        label_name = entry.name.lower()
+        if label_name in OK_FOLDERS:
+            found += [("ok", "", image) for image in images_of(entry)]
+        elif label_name == "defect":
+            for file in images_of(entry):
+                inner = file.relative_to(entry).parts
+                found.append(("defect", inner[0].lower() if len(inner) > 1 else "", file))
+        else:
+            found += [("defect", label_name, image) for image in images_of(entry)]
+    if not found:
+        raise DatasetError(
+            root, ["no images found in ok/, good/, defect/ or <defect type>/ folders"]
+        )
+
+    stems: dict[str, int] = {}
+    for _label, _type, image in found:
+        stems[image.stem] = stems.get(image.stem, 0) + 1
+    items = []
+    for label, defect_type, image in found:
+        candidates = masks.get(image.stem, [])
+        if candidates and (len(candidates) > 1 or stems[image.stem] > 1):
+            problems.append(
+                f"{name(image)}: its mask is ambiguous ({', '.join(name(m) for m in candidates)}"
+                f" for {stems[image.stem]} image(s) named {image.stem!r}); left out"
+            )
+            continue
+        mask = candidates[0] if candidates else None
+        items.append(Item(label=label, path=image, defect_type=defect_type, mask_path=mask))
+    return items, problems
+
+
 def write_manifest(items: Iterable[Item], path: str | Path) -> Path:
     """Write items as a manifest CSV with paths relative to its folder (atomically, so a reader
     never sees half a file). Group and boxes columns are added when any item has them."""

@@ -14,6 +14,13 @@ from inspection.apis.captures import (
 )
 from inspection.apis.lines import LineChangeListApi, LineDetailApi, LineListApi
 from inspection.apis.queue import InspectorQueueApi
+from inspection.apis.taxonomies import (
+    DefectTypeCollectionApi,
+    DefectTypeDetailApi,
+    TaxonomyChangeListApi,
+    TaxonomyCollectionApi,
+    TaxonomyDetailApi,
+)
 
 __all__ = [
     "CaptureClaimApi",
@@ -24,9 +31,14 @@ __all__ = [
     "CaptureReleaseApi",
     "CaptureUndoApi",
     "CaptureVerdictApi",
+    "DefectTypeCollectionApi",
+    "DefectTypeDetailApi",
     "InspectorQueueApi",
     "LineChangeListApi",
     "LineDetailApi",
     "LineListApi",
+    "TaxonomyChangeListApi",
+    "TaxonomyCollectionApi",
+    "TaxonomyDetailApi",
     "capture_detail",
 ]

@@ -5,7 +5,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any
+import math
+from typing import Any, NoReturn
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -100,6 +101,83 @@ class MetadataField(serializers.Field):
         return value
 
 
+EDGE_DECISION_MAX_BYTES = 2048
+_EDGE_DECISION_EXAMPLE = (
+    '{"verdict": "fail", "score": 0.91, "model_version": 12, "model_sha256": "9f86d0...", '
+    '"decided_at": "2026-03-02T14:05:09+00:00"}'
+)
+
+
+class EdgeDecisionSerializer(serializers.Serializer):
+    """What the station's edge model decided during an outage (the model from
+    GET /api/v1/lines/{code}/model, named by the X-Model-Version and X-Model-Sha256 it came
+    with)."""
+
+    verdict = serializers.ChoiceField(choices=Verdict.choices)
+    model_version = serializers.IntegerField(min_value=1, max_value=ID_MAX)
+    decided_at = serializers.DateTimeField()
+    score = serializers.FloatField(required=False, allow_null=True)
+    model_sha256 = serializers.RegexField(
+        r"^[0-9a-f]{64}$", required=False, allow_blank=True, allow_null=True
+    )
+
+    def validate_score(self, score: float | None) -> float | None:
+        if score is not None and not math.isfinite(score):
+            raise serializers.ValidationError("must be a finite number.")
+        return score
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "description": "Only for a capture the station's edge model decided while the server "
+        "could not be reached: that decision as a JSON object, as text: `verdict` (pass or "
+        "fail), `model_version` and `model_sha256` (the X-Model-Version and X-Model-Sha256 sent "
+        "with the edge model), `score`, and `decided_at` (ISO 8601, the station's clock). The "
+        "server records it as an edge decision and does not decide the capture again.",
+        "example": _EDGE_DECISION_EXAMPLE,
+    }
+)
+class EdgeDecisionField(serializers.Field):
+    """The edge model's decision as a form field's JSON text, checked into an EdgeDecision."""
+
+    def _refuse(self, message: str) -> NoReturn:
+        raise serializers.ValidationError(message, code="invalid_edge_decision")
+
+    def to_internal_value(self, data: Any) -> services.EdgeDecision:
+        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
+        if len(text.encode()) > EDGE_DECISION_MAX_BYTES:
+            self._refuse(f"at most {EDGE_DECISION_MAX_BYTES} bytes of JSON are accepted.")
+        try:
+            value = json.loads(text, parse_constant=_no_constants)
+        except (ValueError, RecursionError):
+            self._refuse("must be a JSON object (the edge model's verdict, score, ...).")
+        if not isinstance(value, dict):
+            self._refuse("must be a JSON object (the edge model's verdict, score, ...).")
+        checked = EdgeDecisionSerializer(data=value)
+        if not checked.is_valid():
+            problems = "; ".join(
+                f"{name}: {' '.join(str(e) for e in errors)}"
+                for name, errors in checked.errors.items()
+            )
+            self._refuse(problems)
+        edge = checked.validated_data
+        return services.EdgeDecision(
+            verdict=edge["verdict"],
+            model_version_id=edge["model_version"],
+            decided_at=edge["decided_at"],
+            score=edge.get("score"),
+            model_sha256=edge.get("model_sha256") or "",
+        )
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+def _no_constants(name: str) -> None:
+    raise ValueError(f"{name} is not a number")
+
+
 class CaptureCollectionApi(APIView):
     """POST: a station sends a capture. GET: captures, newest first, with filters."""
 
@@ -111,6 +189,7 @@ class CaptureCollectionApi(APIView):
         idempotency_key = serializers.CharField(max_length=64)
         captured_at = serializers.DateTimeField(required=False)
         metadata = MetadataField(required=False)
+        edge_decision = EdgeDecisionField(required=False)
 
     class FilterSerializer(serializers.Serializer):
         line = serializers.CharField(required=False, max_length=32)
@@ -132,6 +211,10 @@ class CaptureCollectionApi(APIView):
             201: CaptureOutputSerializer,
             **errors(403, 404, 409, 413, 415, 503),
         },
+        description="A capture from a station. `edge_decision`: the verdict the station's edge "
+        "model gave while the server could not be reached; it is recorded as an edge decision "
+        "(400 for a malformed one, an unknown model version, or a time in the future; 409 for "
+        "another edge decision under an idempotency key already used).",
     )
     def post(self, request):
         # Normally refused before the body is read (core/asgi_limits.py); this covers WSGI.
@@ -164,6 +247,7 @@ class CaptureCollectionApi(APIView):
             image_data=upload.read(),
             captured_at=data.get("captured_at"),
             metadata=data.get("metadata"),
+            edge_decision=data.get("edge_decision"),
         )
         response = capture_response(
             result.capture, status.HTTP_201_CREATED if result.created else status.HTTP_200_OK

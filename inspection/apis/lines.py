@@ -32,6 +32,10 @@ class LineOutputSerializer(serializers.Serializer):
         help_text="What the line's stations do with a phone while the server cannot be reached: "
         "hold it, reject it to rework, or let the edge model decide (unsure: hold).",
     )
+    edge_audit_percent = serializers.FloatField(
+        help_text="The share of the edge model's outage verdicts (uploaded when the server is "
+        "back) that go to the inspectors' audit queue."
+    )
     updated_at = serializers.DateTimeField()
     inspectors = serializers.SerializerMethodField()
     deployments = serializers.SerializerMethodField()
@@ -91,6 +95,12 @@ class LineDetailApi(APIView):
             choices=OutagePolicy.choices,
             required=False,
             help_text="hold (default), reject or edge: what stations do while the server is down.",
+        )
+        edge_audit_percent = serializers.FloatField(
+            min_value=0,
+            max_value=100,
+            required=False,
+            help_text="Percent of the edge model's outage verdicts an inspector reviews.",
         )
         inspectors = serializers.ListField(
             child=serializers.CharField(max_length=150),

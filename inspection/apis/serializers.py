@@ -5,6 +5,7 @@ import uuid
 from typing import Any
 
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
@@ -25,8 +26,24 @@ class RegionSerializer(serializers.Serializer):
         return box
 
 
+class EdgeOutputSerializer(serializers.Serializer):
+    """The verdict the station's edge model gave during an outage (kept after an override)."""
+
+    verdict = serializers.CharField(source="edge_verdict")
+    score = serializers.FloatField(source="edge_score", allow_null=True)
+    model_version = serializers.IntegerField(source="edge_model_version_id")
+    model_label = serializers.CharField(
+        source="edge_model_version.label", help_text='The model\'s name and number, e.g. "tiny v3".'
+    )
+    model_sha256 = serializers.CharField(source="edge_model_sha256")
+    decided_at = serializers.DateTimeField(
+        source="edge_decided_at", help_text="When the station decided, by its own clock."
+    )
+
+
 class CaptureOutputSerializer(serializers.Serializer):
-    """The answer stations read: id, line, status, verdict, decided_by (shared/INTERFACES.md)."""
+    """The answer stations read: id, line, status, verdict, decided_by (shared/INTERFACES.md);
+    decided_by is `edge` for a verdict the station's edge model gave during an outage."""
 
     id = serializers.UUIDField()
     line = serializers.CharField(source="line.code")
@@ -41,6 +58,8 @@ class CaptureOutputSerializer(serializers.Serializer):
     # An audit sample's review: pending, confirmed or overridden (null when not audited).
     audit_status = serializers.SerializerMethodField()
     model = serializers.SerializerMethodField()
+    # Set when the station's edge model decided it during an outage (null otherwise).
+    edge = serializers.SerializerMethodField()
     received_at = serializers.DateTimeField()
     captured_at = serializers.DateTimeField(allow_null=True)
     image_sha256 = serializers.CharField()
@@ -56,6 +75,11 @@ class CaptureOutputSerializer(serializers.Serializer):
 
     def get_decided_by(self, capture) -> str | None:
         return capture.decision.decided_by or None
+
+    @extend_schema_field(EdgeOutputSerializer(allow_null=True))
+    def get_edge(self, capture) -> dict[str, Any] | None:
+        decision = capture.decision
+        return EdgeOutputSerializer(decision).data if decision.edge_verdict else None
 
     def get_model(self, capture) -> dict[str, Any] | None:
         """The acting model's output, when the line's level shows it."""

@@ -1,12 +1,14 @@
 """Captures from stations: the image checked and decoded once, the models the policy needs run,
-the capture routed, the image stored, and capture, predictions and decision written at once."""
+the capture routed, the image stored, and capture, predictions and decision written at once.
+A capture the station's edge model decided during an outage comes with that decision: it is
+recorded as made at the edge, not decided again."""
 
 import hashlib
 import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -15,13 +17,14 @@ from django.utils import timezone
 
 from core import blobs, metrics
 from core.errors import ApplicationError
-from core.models import AutomationLevel, ProductionLine, Station
+from core.models import AutomationLevel, ProductionLine, Station, Verdict
 from core.queueing import task_send_on_commit
 from inspection import events, policy, selectors
 from inspection.models import AuditStatus, Capture, DecidedBy, Decision, DecisionStatus, Prediction
 from labeling import services as labeling_services
 from models_registry import selectors as registry_selectors
 from models_registry import serving
+from models_registry.models import ModelVersion
 from vision.drift import image_stats
 from vision.images import ImageError, decode_image
 
@@ -36,6 +39,65 @@ _IMAGE_ERRORS = {
     "too_large": (413, "The image has too many pixels."),
 }
 _FORMATS = {b"\xff\xd8\xff": "jpg", b"\x89PNG\r\n\x1a\n": "png"}
+# How far ahead of the server's clock a station's edge decision may be stamped (clock drift).
+EDGE_CLOCK_SKEW = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class EdgeDecision:
+    """The verdict a station's edge model gave while the server could not be reached: which
+    model version (and ONNX file) it ran, its score, and when, by the station's clock."""
+
+    verdict: str
+    model_version_id: int
+    decided_at: datetime
+    score: float | None = None
+    model_sha256: str = ""
+
+
+def _edge_decision_stored(decision: Decision) -> EdgeDecision | None:
+    if not decision.edge_verdict:
+        return None
+    return EdgeDecision(
+        verdict=decision.edge_verdict,
+        model_version_id=decision.edge_model_version_id,
+        decided_at=decision.edge_decided_at,
+        score=decision.edge_score,
+        model_sha256=decision.edge_model_sha256,
+    )
+
+
+def _edge_model_version(edge: EdgeDecision) -> ModelVersion:
+    """The registry version the edge decision names, after its rules: a pass/fail verdict, not
+    stamped in the future (beyond a few minutes of clock drift), a known version, and (when
+    given) the sha256 of that version's ONNX export or artifact."""
+    if edge.verdict not in Verdict.values:
+        raise ApplicationError(
+            f"edge_decision.verdict must be 'pass' or 'fail', not {edge.verdict!r}.",
+            code="invalid_edge_decision",
+        )
+    now = timezone.now()
+    if edge.decided_at > now + EDGE_CLOCK_SKEW:
+        raise ApplicationError(
+            f"edge_decision.decided_at ({edge.decided_at.isoformat()}) is in the future (the "
+            f"server's time is {now.isoformat()}); check the station's clock.",
+            code="invalid_edge_decision",
+        )
+    version = ModelVersion.objects.filter(pk=edge.model_version_id).first()
+    if version is None:
+        raise ApplicationError(
+            f"edge_decision.model_version {edge.model_version_id} is not a model version in "
+            "the registry (send the X-Model-Version the server gave with the edge model).",
+            code="unknown_model_version",
+        )
+    known = {version.sha256, (version.edge_export or {}).get("sha256")}
+    if edge.model_sha256 and edge.model_sha256 not in known:
+        raise ApplicationError(
+            f"edge_decision.model_sha256 is not the sha256 of {version.label}'s edge model "
+            "(send the X-Model-Sha256 the server gave with it).",
+            code="invalid_edge_decision",
+        )
+    return version
 
 
 @dataclass(frozen=True)
@@ -71,9 +133,9 @@ def _image_stats(image: Any) -> dict[str, float]:
 
 
 def _run_models(
-    *, line: ProductionLine, capture_id: uuid.UUID, image: Any
+    *, line: ProductionLine, capture_id: uuid.UUID, image: Any, edge: bool = False
 ) -> tuple[list[tuple[Any, Any, float]], list[str], policy.LineSettings, set[str]]:
-    """Run the models the policy needs now.
+    """Run the models the policy needs now (with `edge`, production's reading for the record).
 
     Returns (model, prediction, ms) for each, the serving errors, the policy's view of the line
     and the roles deployed on it.
@@ -86,8 +148,9 @@ def _run_models(
         fail_threshold=line.fail_threshold,
         audit_percent=line.audit_percent,
         canary_percent=canary.canary_percent if canary else 0.0,
+        edge_audit_percent=line.edge_audit_percent,
     )
-    roles = policy.roles_to_run(line_settings, capture_id, models)
+    roles = policy.roles_to_run(line_settings, capture_id, models, edge=edge)
     outputs, errors = [], []
     for role in roles:
         model = models[role]
@@ -140,13 +203,28 @@ def _refuse_too_large(image_data: bytes) -> None:
         )
 
 
-def _replayed(existing: Capture, sha256: str) -> IngestResult:
+def _replayed(existing: Capture, sha256: str, edge: EdgeDecision | None = None) -> IngestResult:
     """A key sent again: the same image gets the first answer; another image is a conflict
-    (the station reused a key, and answering with the first phone's verdict would be wrong)."""
+    (the station reused a key, and answering with the first phone's verdict would be wrong).
+
+    The same goes for an edge decision: the first one recorded stands, and another one under
+    the same key is a conflict. A capture first received without one keeps its first answer
+    when it comes again with one (the server had it and decided it; its answer was lost on the
+    way back, the station then decided at the edge): the station reports a verdict other than
+    its own as a correction."""
     if existing.image_sha256 != sha256:
         raise ApplicationError(
             f"The idempotency key {existing.idempotency_key!r} was already used for another "
             f"image (capture {existing.id}); use a new key for a new capture.",
+            code="idempotency_conflict",
+            status=409,
+        )
+    stored = _edge_decision_stored(existing.decision)
+    if stored is not None and stored != edge:
+        raise ApplicationError(
+            f"The idempotency key {existing.idempotency_key!r} was already used with another "
+            f"edge decision (capture {existing.id}: {stored.verdict} by model version "
+            f"{stored.model_version_id} at {stored.decided_at.isoformat()}).",
             code="idempotency_conflict",
             status=409,
         )
@@ -177,8 +255,13 @@ def capture_ingest(
     image_data: bytes,
     captured_at: datetime | None = None,
     metadata: dict | None = None,
+    edge_decision: EdgeDecision | None = None,
 ) -> IngestResult:
     """Check, store, predict and route one capture from a station.
+
+    With `edge_decision` (the station's edge model decided it during an outage) the verdict
+    stands: it is recorded as made at the edge, production's reading is stored beside it, and
+    a share of such decisions (the line's `edge_audit_percent`) goes to the audit queue.
 
     Not one transaction as a whole on purpose: the image is checked and the model runs before
     any transaction opens, so nothing is locked during inference and a rejected request writes
@@ -188,7 +271,9 @@ def capture_ingest(
     sha256 = hashlib.sha256(image_data).hexdigest()
     existing = selectors.capture_for_station(station=station, idempotency_key=idempotency_key)
     if existing is not None:
-        return _replayed(existing, sha256)
+        return _replayed(existing, sha256, edge_decision)
+    if edge_decision is not None:
+        _edge_model_version(edge_decision)
     _refuse_too_large(image_data)
     extension = image_format(image_data)
     watch = _Stopwatch()
@@ -200,13 +285,16 @@ def capture_ingest(
     line = station.line
     capture_id = uuid.uuid4()
     outputs, errors, line_settings, deployed = _run_models(
-        line=line, capture_id=capture_id, image=image
+        line=line, capture_id=capture_id, image=image, edge=edge_decision is not None
     )
-    routing = policy.decide(
-        line_settings,
-        [policy.ModelScore(model.role, prediction.score) for model, prediction, _ in outputs],
-        capture_id,
-    )
+    if edge_decision is not None:
+        routing = policy.edge_decided(line_settings, edge_decision.verdict, capture_id)
+    else:
+        routing = policy.decide(
+            line_settings,
+            [policy.ModelScore(model.role, prediction.score) for model, prediction, _ in outputs],
+            capture_id,
+        )
     watch.lap("predict")
     relative, _ = blobs.blob_write(
         image_data, folder="captures", extension=extension, sha256=sha256
@@ -236,13 +324,14 @@ def capture_ingest(
             routing=routing,
             errors=errors,
             shadow="shadow" in deployed and line.automation_level != AutomationLevel.MANUAL,
+            edge=edge_decision,
         )
     except IntegrityError:
         # Another request with the same idempotency key won the race: answer with its capture.
         existing = selectors.capture_for_station(station=station, idempotency_key=idempotency_key)
         if existing is None:
             raise
-        return _replayed(existing, sha256)
+        return _replayed(existing, sha256, edge_decision)
     watch.lap("db")
     return IngestResult(capture, created=True, timings=watch.timings)
 
@@ -255,18 +344,22 @@ def _capture_record(
     routing: policy.Routing,
     errors: list[str],
     shadow: bool,
+    edge: EdgeDecision | None = None,
 ) -> None:
     capture.save(force_insert=True)
     Prediction.objects.bulk_create(predictions)
     acting = next((p for p in predictions if p.role == routing.acting_role), None)
-    decided = routing.decided_by == DecidedBy.MODEL
+    decided = routing.decided_by in (DecidedBy.MODEL, DecidedBy.EDGE)
+    decided_at = capture.received_at if decided else None
+    if edge is not None:
+        decided_at = edge.decided_at  # when the phone got its verdict, by the station's clock
     decision = Decision.objects.create(
         capture=capture,
         line=capture.line,
         status=DecisionStatus.DECIDED if decided else DecisionStatus.PENDING,
         verdict=routing.verdict or "",
-        decided_by=DecidedBy.MODEL if decided else "",
-        decided_at=capture.received_at if decided else None,
+        decided_by=routing.decided_by if decided else "",
+        decided_at=decided_at,
         reason=routing.reason.value,
         detail="; ".join(errors),
         acting_prediction=acting,
@@ -275,6 +368,11 @@ def _capture_record(
         audit=routing.audit,
         # An audit sample waits in the inspectors' queue for a review (verdict_record).
         audit_status=AuditStatus.PENDING if routing.audit else "",
+        edge_verdict=edge.verdict if edge else "",
+        edge_score=edge.score if edge else None,
+        edge_model_version_id=edge.model_version_id if edge else None,
+        edge_model_sha256=edge.model_sha256 if edge else "",
+        edge_decided_at=edge.decided_at if edge else None,
     )
     capture.decision = decision
     # The answer is built from these objects: no need to read back what was just written.

@@ -24,6 +24,7 @@ _LINE_FIELDS = (
     "min_agreement_percent",
     "image_retention_days",
     "outage_policy",
+    "edge_audit_percent",
 )
 
 
@@ -90,6 +91,10 @@ def line_settings_update(*, line: ProductionLine, user: Any, **changes: Any) -> 
         )
     if not 0 <= changes.get("audit_percent", line.audit_percent) <= 100:
         raise ApplicationError("audit_percent must be between 0 and 100.", code="invalid_percent")
+    if not 0 <= changes.get("edge_audit_percent", line.edge_audit_percent) <= 100:
+        raise ApplicationError(
+            "edge_audit_percent must be between 0 and 100.", code="invalid_percent"
+        )
     if not 0 <= changes.get("min_agreement_percent", line.min_agreement_percent) <= 100:
         raise ApplicationError(
             "min_agreement_percent must be between 0 and 100.", code="invalid_percent"

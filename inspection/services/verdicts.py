@@ -19,6 +19,7 @@ from inspection.services.claims import (
     refuse_if_not_open,
 )
 from labeling import services as labeling_services
+from labeling.regions import defect_type_clean
 
 # How long the undo key works after a human verdict (the station already has the verdict:
 # undo re-opens the capture and the station gets a correction).
@@ -46,11 +47,13 @@ def _audit_undo(decision: Decision, user: Any) -> Decision:
     overridden = decision.audit_status == AuditStatus.OVERRIDDEN
     capture = decision.capture
     if overridden:
-        # The model's verdict was the other one (verdicts are pass or fail), given at ingest.
+        # The model's verdict was the other one (verdicts are pass or fail), given at ingest,
+        # or at the station by its edge model during an outage.
         decision.verdict = Verdict.PASS if decision.verdict == Verdict.FAIL else Verdict.FAIL
-        decision.decided_by = DecidedBy.MODEL
+        edge = decision.reason == DecisionReason.EDGE
+        decision.decided_by = DecidedBy.EDGE if edge else DecidedBy.MODEL
         decision.decided_by_user = None
-        decision.decided_at = capture.received_at
+        decision.decided_at = decision.edge_decided_at if edge else capture.received_at
         labeling_services.task_withdraw_from_inspection(capture=capture, reasons=("override",))
     decision.audit_status = AuditStatus.PENDING
     decision.audit_verdict = ""
@@ -105,6 +108,23 @@ def verdict_undo(*, capture: Any, user: Any) -> Decision:
     return decision
 
 
+def _regions_checked(decision: Decision, regions: list[dict] | None) -> list[dict] | None:
+    """The inspector's regions with their defect types checked against the line's taxonomy
+    (a region the inspector rejected keeps the model's type): a 400 names the known ones."""
+    if not regions:
+        return regions
+    accepted = selectors.defect_type_names_accepted(capture=decision.capture)
+    checked = []
+    for region in regions:
+        if not region.get("rejected"):
+            region = {
+                **region,
+                "defect_type": defect_type_clean(region.get("defect_type"), accepted=accepted),
+            }
+        checked.append(region)
+    return checked
+
+
 @transaction.atomic
 def verdict_record(
     *,
@@ -123,6 +143,7 @@ def verdict_record(
     decision = decision_for_update(capture_id)
     refuse_if_not_open(decision)
     refuse_if_claimed_by_other(decision, user, timezone.now())
+    regions = _regions_checked(decision, regions)
     if decision.audit_status == AuditStatus.PENDING:
         return _audit_record(decision, user=user, verdict=verdict, regions=regions, note=note)
     decision.status = DecisionStatus.DECIDED
@@ -153,7 +174,8 @@ def verdict_record(
 def _audit_record(
     decision: Decision, *, user: Any, verdict: str, regions: list[dict] | None, note: str
 ) -> Decision:
-    """An inspector's review of a model decision in `full`: agreeing confirms it; disagreeing
+    """An inspector's review of a model decision in `full` (or of the edge model's, made at the
+    station during an outage): agreeing confirms it; disagreeing
     overrides it. The station acted on the model's verdict long ago, so an override puts the
     inspector's verdict in force and sends the station a `correction` (as an undo does), and
     the capture goes to labeling with the inspector's boxes."""

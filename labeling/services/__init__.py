@@ -17,6 +17,7 @@ from labeling.services.datasets import (
     dataset_version_from_items,
     dataset_version_from_manifest,
 )
+from labeling.services.exports import dataset_version_zip
 from labeling.services.tasks import (
     task_create_from_inspection,
     task_create_if_shadow_disagrees,
@@ -38,6 +39,7 @@ __all__ = [
     "dataset_version_from_coco",
     "dataset_version_from_items",
     "dataset_version_from_manifest",
+    "dataset_version_zip",
     "task_create_from_inspection",
     "task_withdraw_from_inspection",
 ]

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.errors import ApplicationError
-from labeling import queue
+from labeling import queue, selectors
 from labeling.models import (
     Annotation,
     AnnotationStatus,
@@ -127,7 +127,12 @@ def _apply(annotation: Annotation, *, label: str | None, regions: Any, revision:
         annotation.label = label
     if regions is not None:
         task = annotation.task
-        annotation.regions = regions_normalize(regions, width=task.width, height=task.height)
+        annotation.regions = regions_normalize(
+            regions,
+            width=task.width,
+            height=task.height,
+            defect_types=selectors.defect_type_names_accepted(task=task, annotation=annotation),
+        )
     annotation.revision += 1
 
 

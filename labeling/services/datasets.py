@@ -19,6 +19,7 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
+from core import selectors as core_selectors
 from core.blobs import blob_local_path, blob_write
 from core.errors import ApplicationError
 from labeling import regions as region_tools
@@ -34,8 +35,9 @@ from vision.datasets import (
     OUTSIDE_FOLDER,
     DatasetError,
     Item,
+    class_folder_root,
     path_inside,
-    read_folder,
+    read_folder_report,
     read_manifest_report,
 )
 from vision.images import ImageError, decode_image, image_size, load_mask
@@ -185,8 +187,9 @@ def _version_write(
 
 
 def _polygon_mask(regions: list[dict], image: str, width: int | None, height: int | None) -> str:
-    """Polygons do not fit Item.boxes: they go into a mask file (with the boxes filled in)."""
-    if not any(r.get("shape") == "polygon" for r in regions):
+    """Polygons and brush masks do not fit Item.boxes: they go into a mask file (with the boxes
+    filled in), which training reads as the item's mask."""
+    if not any(r.get("shape") in ("polygon", "mask") for r in regions):
         return ""
     if not width or not height:
         width, height = image_size(blob_local_path(image))
@@ -236,7 +239,8 @@ def dataset_version_create(
     """Freeze every reviewed (accepted) annotation that matches the filters, now.
 
     One item per image: when a capture was labeled twice (an override and an audit task),
-    the latest review wins. Polygons are rasterised into a mask file beside the boxes.
+    the latest review wins. Polygons and brush masks are rasterised into a mask file beside
+    the boxes.
     """
     latest: dict[str, FrozenItem] = {}
     for task in reviewed_tasks(line=line, sources=sources, since=since, until=until, tasks=tasks):
@@ -395,10 +399,14 @@ def _frozen_from_imported(files: Sequence[ImportedFile]) -> list[FrozenItem]:
 
 
 def _read_items(path: Path) -> tuple[list[Item], list[str], Path]:
-    """A manifest CSV (bad rows reported) or a class folder; raises for an unreadable one."""
+    """A manifest CSV (bad rows reported) or a class folder (ok/, scratch/, ...; files that
+    are not images reported; a folder wrapping them is looked into); raises for an unreadable
+    one."""
     try:
         if path.is_dir():
-            return read_folder(path), [], path
+            root = class_folder_root(path)
+            items, errors = read_folder_report(root)
+            return items, errors, root
         items, errors = read_manifest_report(path)
         return items, errors, path.parent
     except DatasetError as exc:
@@ -487,7 +495,11 @@ def dataset_version_coco(*, dataset_version: DatasetVersion) -> dict[str, Any]:
                 "mask_defect_type": row.defect_type or "other",
             }
         )
-    return coco_document(images, description=f"{dataset_version.name} ({dataset_version.pk})")
+    return coco_document(
+        images,
+        description=f"{dataset_version.name} ({dataset_version.pk})",
+        taxonomy=core_selectors.defect_type_names_active(),
+    )
 
 
 def _exported_mask(row: DatasetItem, width: int, height: int) -> Any:
@@ -574,6 +586,17 @@ def coco_files(
     kept, mask_errors = [], []
     for file in stored:
         entry = entries[_entry_name(file, entries)]
+        outside = [
+            r["box"]
+            for r in entry["regions"]
+            if r["shape"] == "mask" and (r["box"][2] > file.width or r["box"][3] > file.height)
+        ]
+        if outside:
+            mask_errors.append(
+                f"{file.source_name}: RLE region {outside[0]} reaches outside the image "
+                f"{(file.width, file.height)}"
+            )
+            continue
         mask = entry.get("mask")
         if mask is not None:
             if mask.shape != (file.height, file.width):

@@ -1,5 +1,7 @@
-"""Dataset imports: an uploaded zip (a manifest CSV with its images and masks, or a COCO JSON
-with its images) or a folder, checked file by file and frozen into one DatasetVersion.
+"""Dataset imports: an uploaded zip (a manifest CSV with its images and masks, a COCO JSON with
+its images, or class folders: `ok/*.jpg`, `scratch/*.jpg`, ...) or a folder, checked file by file
+and frozen into one DatasetVersion. A `regions.json` beside the manifest (our zip export) brings
+back every region of each image.
 
 The archive is stored through core.blobs (so any worker, on any machine, can read it), a
 DatasetImport row is queued and `labeling.dataset_import_execute` runs it; progress, counts and
@@ -15,6 +17,7 @@ are listed as duplicates.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -35,6 +38,7 @@ from core.blobs import blob_copy_file, blob_local_path, blob_scratch, content_na
 from core.errors import ApplicationError
 from core.queueing import task_send_on_commit
 from labeling.models import DatasetImport, DatasetImportStatus, DatasetItem, DatasetVersion
+from labeling.regions import regions_normalize
 from labeling.services.datasets import (
     DEFAULT_SPLIT_FRACTIONS,
     ImportedFile,
@@ -43,11 +47,15 @@ from labeling.services.datasets import (
     dataset_version_from_items,
     items_store,
 )
+from labeling.services.exports import REGIONS_FILE
+from vision.datasets import OUTSIDE_FOLDER, path_inside
 
 logger = logging.getLogger(__name__)
 
 TASK_NAME = "labeling.dataset_import_execute"
 OUTSIDE_ARCHIVE = "path outside the archive (absolute paths and ../ are refused)"
+# A regions.json beside a manifest is read whole: bounded (ours holds a few kB an image).
+REGIONS_FILE_MAX_BYTES = 256 * 1024 * 1024
 # Progress: unpacking takes the first tenth, checking and storing files the rest but the end.
 _UNPACKED, _STORED = 0.1, 0.95
 
@@ -293,6 +301,52 @@ def _source_in(root: Path) -> Path:
     return root
 
 
+def _regions_beside(
+    manifest: Path, files: list[ImportedFile]
+) -> tuple[list[ImportedFile], dict[str, list[dict]] | None, list[str]]:
+    """The regions of a `regions.json` beside the manifest (what our zip export writes: every
+    box, polygon and brush region by file), checked against each stored image. A file whose
+    regions are refused is left out with the reason; no such file: (files, None, [])."""
+    path = manifest.parent / REGIONS_FILE
+    if not path.is_file():
+        return files, None, []
+    if path.stat().st_size > REGIONS_FILE_MAX_BYTES:
+        raise ApplicationError(
+            f"{REGIONS_FILE} is {path.stat().st_size} bytes; at most {REGIONS_FILE_MAX_BYTES}.",
+            code="bad_regions",
+        )
+    try:
+        listed = json.loads(path.read_text(encoding="utf-8"))["images"]
+        if not isinstance(listed, dict):
+            raise TypeError("images is not an object")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ApplicationError(
+            f'{REGIONS_FILE} is not {{"images": {{file: [regions]}}}} ({exc}).',
+            code="bad_regions",
+        ) from exc
+    errors: list[str] = []
+    by_path: dict[Path, Any] = {}
+    for name, regions in listed.items():
+        inside = path_inside(manifest.parent, name)
+        if inside is None:
+            errors.append(f"{REGIONS_FILE}: {name} {OUTSIDE_FOLDER}")
+            continue
+        by_path[inside.resolve()] = regions
+    kept, regions_by_file = [], {}
+    for file in files:
+        regions = by_path.get(Path(file.item.path).resolve())
+        if regions is not None and file.item.label == "defect":
+            try:
+                regions_by_file[file.source_name] = regions_normalize(
+                    regions, width=file.width, height=file.height
+                )
+            except ApplicationError as exc:
+                errors.append(f"{file.source_name}: its regions in {REGIONS_FILE} ({exc.message})")
+                continue
+        kept.append(file)
+    return kept, {k: v for k, v in regions_by_file.items() if v}, errors
+
+
 def _without_duplicates(files: list[ImportedFile]) -> tuple[list[ImportedFile], list[str]]:
     kept: dict[str, ImportedFile] = {}
     messages = []
@@ -331,6 +385,9 @@ def _import_source(job: DatasetImport, source: Path, report: _Progress, refused:
         items, errors, root = _read_items(source)
         files, file_errors = items_store(items, root=root, on_progress=stored)
         errors = errors + file_errors
+        if source.is_file():
+            files, regions_by_file, region_errors = _regions_beside(source, files)
+            errors += region_errors
         description = f"Imported from {job.archive_name or source.name}"
     files, duplicates = _without_duplicates(files)
     messages = _relative_messages(refused + errors + duplicates, root)

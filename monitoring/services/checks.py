@@ -135,6 +135,7 @@ def _yield_samples(
         baseline_rate=baseline_rate,
         baseline_count=len(decided),
         defect_types=selectors.defect_types(line=line, since=now - timedelta(hours=24)),
+        defect_type_styles=selectors.defect_type_styles(line=line),
         throughput_per_hour=float(throughput),
         queue_seconds_median=queue,
     )

@@ -133,6 +133,59 @@ function resyncSoon(delay = 400) {
   resyncTimer = setTimeout(resync, delay);
 }
 
+// ---- history: the lines' newest verdicts, and who gave them ----
+
+const HISTORY_SIZE = 15;
+
+// HH:MM on the inspector's clock (24 h, as the line's shift boards show times).
+function hhmm(iso) {
+  const at = new Date(iso);
+  return `${String(at.getHours()).padStart(2, "0")}:${String(at.getMinutes()).padStart(2, "0")}`;
+}
+
+// Who gave the verdict, in words; an edge verdict says which model and when, at the station.
+function decidedBy(capture) {
+  const edge = capture.edge;
+  if (capture.decided_by === "edge" && edge) {
+    return `edge model ${edge.model_label}, decided at the station at ${hhmm(edge.decided_at)} during an outage`;
+  }
+  if (edge) return `${capture.decided_by} (overrode the edge model ${edge.model_label})`;
+  return capture.decided_by || "";
+}
+
+async function loadHistory() {
+  try {
+    const pages = await Promise.all(
+      config.lines.map((line) =>
+        call("GET", `/captures?status=decided&limit=${HISTORY_SIZE}&line=${encodeURIComponent(line)}`),
+      ),
+    );
+    const captures = pages
+      .flatMap((page) => page.results)
+      .sort((a, b) => b.received_at.localeCompare(a.received_at))
+      .slice(0, HISTORY_SIZE);
+    $("history").replaceChildren(
+      ...captures.map((capture) =>
+        element(
+          "li",
+          { "data-id": capture.id, class: capture.decided_by === "edge" ? "edge" : "" },
+          element("b", {}, capture.line),
+          ` ${capture.verdict} · ${hhmm(capture.received_at)} · `,
+          element("span", { class: "who" }, decidedBy(capture)),
+        ),
+      ),
+    );
+  } catch (error) {
+    say(`Could not load the history: ${error.message}`, "error");
+  }
+}
+
+let historyTimer = null;
+function historySoon(delay = 1500) {
+  clearTimeout(historyTimer);
+  historyTimer = setTimeout(loadHistory, delay);
+}
+
 // ---- claims ----
 
 let renewTimer = null;
@@ -199,6 +252,7 @@ function showCapture(capture) {
   state.current = capture;
   state.drawn = [];
   state.rejected = new Set();
+  fillDrawTypes();
   state.heatmap = false;
   setDrawMode(false);
   $("stage").hidden = !capture;
@@ -245,6 +299,21 @@ function renderModel() {
   $("heatmap-button").disabled = !state.current.heatmap_url;
   $("accept-button").disabled = !suggestion();
   $("accept-button").firstChild.textContent = isAuditReview(state.current) ? "Confirm model " : "Accept model ";
+  if (!model && isAuditReview(state.current) && state.current.edge) {
+    // The station's edge model decided during an outage; the phone has left with its verdict.
+    box.replaceChildren(
+      element(
+        "div",
+        { class: "audit-note", "data-role": "audit" },
+        "Audit: the station's ",
+        decidedBy(state.current),
+        ", gave ",
+        element("b", {}, state.current.verdict),
+        ". Enter confirms it; the other verdict (P or F) overrides it and the station gets a correction.",
+      ),
+    );
+    return;
+  }
   if (!model) {
     box.replaceChildren(
       element(
@@ -325,8 +394,22 @@ function renderOverlay() {
   });
   state.drawn.forEach((box) => {
     const [x0, y0, x1, y1] = box;
-    overlay.append(svgElement("rect", { x: x0, y: y0, width: x1 - x0, height: y1 - y0, class: "drawn" }));
+    const rect = svgElement("rect", { x: x0, y: y0, width: x1 - x0, height: y1 - y0, class: "drawn" });
+    const colour = lineTypes().find((type) => type.name === box.defectType)?.colour;
+    if (colour) rect.style.stroke = colour; // the CSSOM: the CSP refuses style attributes
+    overlay.append(rect);
   });
+}
+
+// The defect types a drawn box may be: the capture's line's taxonomy (config.defectTypes).
+function lineTypes() {
+  return config.defectTypes[state.current?.line] || [];
+}
+
+function fillDrawTypes() {
+  const select = $("draw-type");
+  const previous = select.value;
+  select.replaceChildren(...lineTypes().map((type) => new Option(type.label, type.name, false, type.name === previous)));
 }
 
 function setDrawMode(on) {
@@ -360,6 +443,7 @@ function toggleHeatmap() {
     if (state.drawMode) {
       const start = viewer.toImage(event);
       drag = { kind: "draw", start, box: [...start, ...start] };
+      drag.box.defectType = $("draw-type").value; // not in JSON: regionsFor sends it
       state.drawn.push(drag.box);
     } else {
       drag = { kind: "pan" };
@@ -400,7 +484,7 @@ function regionsFor(verdict) {
   const kept = model
     .filter(({ index }) => !state.rejected.has(index))
     .map(({ region }) => ({ box: region.box, defect_type: region.defect_type || "scratch" }));
-  const drawn = state.drawn.map((box) => ({ box, defect_type: "scratch" }));
+  const drawn = state.drawn.map((box) => ({ box: [...box], defect_type: box.defectType || lineTypes()[0]?.name || "other" }));
   return [...kept, ...drawn, ...rejected];
 }
 
@@ -560,6 +644,7 @@ function connect(line, attempt = 0) {
         resync(); // whatever happened while disconnected
         break;
       case "capture":
+        if (message.capture.status === "decided") historySoon();
         if (awaitsHuman(message.capture)) bumpDepth(message.capture.line, 1);
         addItem(message.capture);
         renderQueue();
@@ -567,6 +652,7 @@ function connect(line, attempt = 0) {
         resyncSoon(800);
         break;
       case "decision":
+        historySoon();
         if (message.capture.decided_by === "human" || message.capture.audit_status) {
           bumpDepth(message.capture.line, -1);
         }
@@ -617,6 +703,8 @@ setInterval(() => {
   for (const node of document.querySelectorAll(".queue .age")) node.textContent = age(node.dataset.received);
 }, 5000);
 setInterval(resync, 30000); // a safety net under the websocket
+setInterval(loadHistory, 30000);
 
 config.lines.forEach((line) => connect(line));
 resync();
+loadHistory();

@@ -1,13 +1,24 @@
-// The labeler's annotation page (/label/) and the reviewer's (/label/review/): boxes and
-// polygons over the image, defect types, image label, zoom/pan, keyboard, autosave.
+// The labeler's annotation page (/label/) and the reviewer's (/label/review/): boxes,
+// polygons and brush masks (brush.js) over the image, defect types, image label, zoom/pan,
+// keyboard, autosave.
 // Autosave: every change is written to localStorage at once and PUT to the API shortly after
 // (with the revision the page last saw), so a reload or a dropped connection loses nothing.
 import { api, errorMessage, NETWORK } from "./api.js";
 import { element, svgElement } from "./dom.js";
+import { Brush } from "./brush.js";
 import { Viewer } from "./viewer.js";
 
 const config = JSON.parse(document.getElementById("label-config").textContent);
-const TYPES = config.defectTypes;
+// Defect types from the taxonomy of the task's line (else the default one): name, label,
+// colour, hotkey, severity. A region may carry a name the taxonomy does not offer (an import's,
+// a deactivated type): it keeps it, shown as it is.
+function typesFor(lineCode) {
+  const taxonomy = config.lineTaxonomies[lineCode] || config.defaultTaxonomy;
+  return config.taxonomies[taxonomy] || config.taxonomies[config.defaultTaxonomy] || [];
+}
+let TYPES = typesFor(null);
+const typeOf = (name) => TYPES.find((type) => type.name === name);
+const firstType = () => TYPES[0]?.name || "other";
 const $ = (id) => document.getElementById(id);
 const review = config.mode === "review";
 
@@ -39,9 +50,31 @@ const viewer = new Viewer({
   decimals: 1,
 });
 
+// Brush and eraser: mask regions painted in image pixels on a canvas under the overlay.
+const brush = new Brush({
+  canvas: $("mask-layer"),
+  slider: $("brush-size"),
+  sizeLabel: $("brush-size-value"),
+  imageSize,
+  colourOf: (name) => typeOf(name)?.colour,
+});
+const painting = () => state.tool === "brush" || state.tool === "eraser";
+
 function say(text, kind = "") {
   $("message").textContent = text;
   $("message").dataset.kind = kind;
+}
+
+// The keyboard list's defect types, as the current task's taxonomy has them.
+function renderTypeKeys() {
+  const list = $("type-keys");
+  list.replaceChildren();
+  for (const type of TYPES.filter((t) => t.hotkey)) {
+    const swatch = element("span", { class: "swatch" });
+    swatch.style.background = type.colour; // the CSSOM: the CSP refuses style attributes
+    const minor = type.severity === "minor" && element("span", { class: "muted" }, " (minor)");
+    list.append(element("dt", {}, type.hotkey.toUpperCase()), element("dd", {}, swatch, type.label, minor));
+  }
 }
 
 function saveState(text, stateName) {
@@ -108,6 +141,8 @@ async function save() {
 // --- loading ---
 function show(annotation) {
   state.annotation = annotation;
+  TYPES = typesFor(annotation.task.line);
+  renderTypeKeys();
   state.label = annotation.label;
   state.regions = annotation.regions.map((r) => ({ ...r }));
   state.selected = -1;
@@ -263,10 +298,12 @@ function bounds(points) {
 function moveRegion(region, dx, dy) {
   const { width: w, height: h } = imageSize();
   const [x0, y0, x1, y1] = region.box;
+  if (region.shape === "mask") [dx, dy] = [Math.round(dx), Math.round(dy)]; // a mask's box is whole pixels
   dx = Math.max(-x0, Math.min(w - x1, dx));
   dy = Math.max(-y0, Math.min(h - y1, dy));
   region.box = [x0 + dx, y0 + dy, x1 + dx, y1 + dy];
   if (region.points) region.points = region.points.map(([x, y]) => [x + dx, y + dy]);
+  return [dx, dy];
 }
 
 // --- drawing ---
@@ -285,11 +322,14 @@ function render() {
   }
   state.regions.forEach((region, index) => {
     const g = svgElement("g", { class: `region t-${region.defect_type}${index === state.selected ? " selected" : ""}`, "data-index": index }, svg);
+    const colour = typeOf(region.defect_type)?.colour;
+    if (colour) g.style.setProperty("--type-colour", colour);
     if (region.shape === "polygon") {
       svgElement("polygon", { points: region.points.map((p) => p.join(",")).join(" "), "data-index": index }, g);
     } else {
       const [x0, y0, x1, y1] = region.box;
-      svgElement("rect", { x: x0, y: y0, width: x1 - x0, height: y1 - y0, "data-index": index }, g);
+      const outline = region.shape === "mask" ? "mask-box" : null; // the pixels: brush.js's layer
+      svgElement("rect", { class: outline, x: x0, y: y0, width: x1 - x0, height: y1 - y0, "data-index": index }, g);
     }
     const font = 12 / viewer.scale; // the same size on screen at any zoom
     const tag = svgElement("text", { class: "tag", x: region.box[0], y: Math.max(font, region.box[1] - 3 / viewer.scale) }, g);
@@ -297,11 +337,13 @@ function render() {
     tag.style.fontSize = `${font}px`;
     tag.style.strokeWidth = `${3 / viewer.scale}px`;
     tag.textContent = `${index + 1} ${region.defect_type}`;
-    if (index === state.selected) {
+    if (index === state.selected && region.shape !== "mask") {
       const r = 5 / viewer.scale;
       handles(region).forEach(([x, y], handle) => svgElement("circle", { class: "handle", cx: x, cy: y, r, "data-index": index, "data-handle": handle }, g));
     }
   });
+  brush.draw(state.regions, state.selected);
+  brush.drawCursor(svg, state.tool);
   if (state.draft?.points) {
     const pts = state.draft.points.map((p) => p.join(",")).join(" ");
     svgElement("polyline", { class: "draft", points: state.draft.cursor ? `${pts} ${state.draft.cursor.join(",")}` : pts }, svg);
@@ -332,7 +374,8 @@ function renderSide() {
     li.dataset.index = index;
     const select = document.createElement("select");
     select.setAttribute("aria-label", `Type of region ${index + 1}`);
-    for (const type of TYPES) select.append(new Option(type, type, false, type === region.defect_type));
+    const options = typeOf(region.defect_type) ? TYPES : [...TYPES, { name: region.defect_type, label: region.defect_type }];
+    for (const type of options) select.append(new Option(type.label, type.name, false, type.name === region.defect_type));
     select.addEventListener("change", () => { region.defect_type = select.value; changed(); });
     li.append(`${index + 1}. ${region.shape}`, select);
     li.addEventListener("click", (e) => { if (e.target !== select) { state.selected = index; render(); } });
@@ -347,6 +390,14 @@ $("viewport").addEventListener("pointerdown", (event) => {
   $("viewport").focus();
   const point = viewer.toImage(event);
   const target = event.target;
+  if (painting()) {
+    event.preventDefault(); // no text selection: dragging one would cancel the stroke
+    brush.begin(state.tool, point, state.regions, state.regions[state.selected]);
+    drag = { kind: "brush" };
+    $("viewport").setPointerCapture(event.pointerId);
+    render();
+    return;
+  }
   if (state.tool === "polygon") {
     state.draft = state.draft?.points ? state.draft : { points: [] };
     state.draft.points.push(point);
@@ -371,6 +422,12 @@ $("viewport").addEventListener("pointerdown", (event) => {
   render();
 });
 $("viewport").addEventListener("pointermove", (event) => {
+  if (painting()) {
+    brush.cursor = viewer.toImage(event);
+    if (drag?.kind === "brush") brush.move(brush.cursor);
+    render();
+    return;
+  }
   if (state.tool === "polygon" && state.draft?.points) { state.draft.cursor = viewer.toImage(event); render(); return; }
   if (!drag) return;
   const point = viewer.toImage(event);
@@ -380,8 +437,8 @@ $("viewport").addEventListener("pointermove", (event) => {
   }
   if (drag.kind === "box") state.draft.end = point;
   if (drag.kind === "move") {
-    moveRegion(state.regions[drag.index], point[0] - drag.last[0], point[1] - drag.last[1]);
-    drag.last = point;
+    const [dx, dy] = moveRegion(state.regions[drag.index], point[0] - drag.last[0], point[1] - drag.last[1]);
+    drag.last = state.regions[drag.index].shape === "mask" ? [drag.last[0] + dx, drag.last[1] + dy] : point;
     drag.moved = true;
   }
   if (drag.kind === "handle") {
@@ -401,7 +458,9 @@ $("viewport").addEventListener("pointermove", (event) => {
 });
 $("viewport").addEventListener("pointerup", () => {
   if (!drag) return;
-  if (drag.kind === "box") {
+  if (drag.kind === "brush") {
+    finishStroke();
+  } else if (drag.kind === "box") {
     const [x0, y0, x1, y1] = bounds([state.draft.start, state.draft.end]);
     state.draft = null;
     if (x1 - x0 >= 2 && y1 - y0 >= 2) addRegion({ shape: "box", box: [x0, y0, x1, y1] });
@@ -411,14 +470,32 @@ $("viewport").addEventListener("pointerup", () => {
   drag = null;
   render();
 });
+// A pointer the browser takes away mid-stroke (a touch turned into a scroll): keep what was painted.
+$("viewport").addEventListener("pointercancel", () => {
+  if (drag?.kind !== "brush") return;
+  finishStroke();
+  drag = null;
+  render();
+});
+$("viewport").addEventListener("pointerleave", () => { if (brush.cursor) { brush.cursor = null; render(); } });
 $("viewport").addEventListener("dblclick", () => { if (state.tool === "polygon") closePolygon(); });
 
 function addRegion(region) {
-  const type = state.regions[state.selected]?.defect_type || "scratch";
+  const type = state.regions[state.selected]?.defect_type || firstType();
   state.regions.push({ defect_type: type, ...region });
   state.selected = state.regions.length - 1;
   if (state.label !== "defect") state.label = "defect";
   changed();
+}
+
+// A brush stroke ends: a new mask region is added (and selected), an erased-away one removed.
+function finishStroke() {
+  const selected = state.regions[state.selected];
+  const { created, removed, edited } = brush.end();
+  for (const region of removed) state.regions.splice(state.regions.indexOf(region), 1);
+  if (created) { addRegion(created); return; }
+  state.selected = state.regions.indexOf(selected);
+  if (edited || removed.length) changed();
 }
 
 function closePolygon() {
@@ -468,20 +545,22 @@ document.addEventListener("keydown", (event) => {
   if (event.ctrlKey || event.metaKey || event.altKey) return;
   const actions = {
     n: () => !review && next(), s: () => !review && submit(), x: () => !review && skip(),
-    a: () => review && decide("accept"), r: () => review && decide("send-back"),
+    a: () => review && decide("accept"), r: () => (review ? decide("send-back") : setTool("box")),
     j: () => review && state.reviews.length && pickReview((state.reviewIndex + 1) % state.reviews.length),
     k: () => review && state.reviews.length && pickReview((state.reviewIndex - 1 + state.reviews.length) % state.reviews.length),
     o: () => { state.label = "ok"; changed(); }, d: () => { state.label = "defect"; changed(); },
-    v: () => setTool("select"), b: () => setTool("box"), p: () => setTool("polygon"),
+    v: () => setTool("select"), p: () => setTool("polygon"),
+    b: () => setTool("brush"), e: () => setTool("eraser"), "[": () => { brush.resize(-1); render(); }, "]": () => { brush.resize(1); render(); },
     m: () => { state.showModel = !state.showModel; render(); },
-    M: () => { for (const r of state.annotation?.task.model_regions || []) addRegion({ shape: "box", box: r.box, defect_type: r.defect_type || "scratch" }); },
+    M: () => { for (const r of state.annotation?.task.model_regions || []) addRegion({ shape: "box", box: r.box, defect_type: r.defect_type || firstType() }); },
     ...viewer.zoomKeys(),
     Delete: deleteSelected, Backspace: deleteSelected,
     Enter: () => state.tool === "polygon" && closePolygon(),
     Escape: () => { state.draft = null; state.selected = -1; render(); },
     Tab: () => { if (state.regions.length) { state.selected = (state.selected + 1) % state.regions.length; render(); } },
   };
-  if (region && "1234".includes(key)) { region.defect_type = TYPES[Number(key) - 1]; changed(); event.preventDefault(); return; }
+  const typed = region && key.length === 1 && TYPES.find((t) => t.hotkey && t.hotkey === key.toLowerCase());
+  if (typed) { region.defect_type = typed.name; changed(); event.preventDefault(); return; }
   if (region && key.startsWith("Arrow")) {
     const step = event.shiftKey ? 10 : 1;
     const [dx, dy] = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] }[key];
@@ -497,5 +576,6 @@ window.addEventListener("beforeunload", () => keepLocally());
 window.addEventListener("online", () => save());
 window.addEventListener("resize", () => state.annotation && viewer.fit());
 
+renderTypeKeys();
 if (review) loadReviews();
 else next();

@@ -2,7 +2,13 @@
 // thresholds) is shown beside the form in the server's words.
 import { api, errorMessage } from "./api.js";
 
-const NUMBERS = ["pass_threshold", "fail_threshold", "audit_percent", "min_agreement_percent"];
+const NUMBERS = [
+  "pass_threshold",
+  "fail_threshold",
+  "audit_percent",
+  "edge_audit_percent",
+  "min_agreement_percent",
+];
 
 for (const form of document.querySelectorAll("form.line-settings")) {
   form.addEventListener("submit", async (event) => {

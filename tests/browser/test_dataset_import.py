@@ -89,4 +89,14 @@ def test_a_supervisor_imports_a_zip_and_reads_the_report(
     items = DatasetItem.objects.filter(dataset_version=version)
     assert items.count() == 4  # the good ones; broken.jpg and ../outside.png were refused
     assert items.filter(label="defect").exclude(mask="").count() == 3
+
+    # The zip export, streamed by the ASGI server: images, masks and the manifest come back.
+    page.reload()
+    link = page.locator(f'tr[data-name="{version.name}"] a:text-is("zip")')
+    download = page.request.get(link.get_attribute("href"))
+    assert download.ok and download.headers["content-type"] == "application/zip"
+    exported = zipfile.ZipFile(io.BytesIO(download.body()))
+    assert exported.testzip() is None
+    rows = list(csv.DictReader(io.TextIOWrapper(exported.open("manifest.csv"), "utf-8")))
+    assert len(rows) == 4 and sum(1 for row in rows if row["mask_file"]) >= 3
     page.context.close()

@@ -1,8 +1,10 @@
 """The inspector's station and the supervisor's page in a real Chromium, on a live server."""
 
 import hashlib
+import json
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
@@ -15,6 +17,7 @@ from tests.browser.conftest import login, station_client, wait_for_js
 from tests.factories import (
     CaptureFactory,
     DecisionFactory,
+    ModelVersionFactory,
     ProductionLineFactory,
     UserFactory,
     station_with_token,
@@ -126,6 +129,8 @@ def test_inspector_decides_live_captures_with_keyboard_and_drawn_box(
     page.keyboard.press("f")  # fail where the model saw nothing: the page asks for a box
     page.wait_for_selector("#message[data-kind=ask]")
     assert page.locator("#viewport.drawing").count() == 1
+    page.select_option("#draw-type", "crack")  # one of the line's defect types
+    page.locator("#viewport").focus()  # keys go to the page again, not the select
     box = page.locator("#viewport").bounding_box()
     x, y = box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.4
     page.mouse.move(x, y)
@@ -146,6 +151,7 @@ def test_inspector_decides_live_captures_with_keyboard_and_drawn_box(
     [region] = decision.regions
     x0, y0, x1, y1 = region["box"]
     assert x1 - x0 > 20 and y1 - y0 > 10  # in image pixels, whatever the zoom
+    assert region["defect_type"] == "crack"
 
     # Z takes it back (the station gets a correction); P then passes it.
     page.wait_for_selector("#undo-button:not([disabled])")
@@ -306,4 +312,43 @@ def test_inspector_confirms_an_audit_sample_with_enter(
     assert decision.verdict == body["verdict"] and decision.audited_by.username == "ines"
     page.wait_for_selector("#queue-empty", state="visible")
     page.wait_for_selector("#message >> text=Confirmed")
+    page.context.close()
+
+
+def test_an_edge_decision_is_reviewed_and_marked_in_the_inspectors_history(
+    chromium, station_server, screenshot
+):
+    line = ProductionLineFactory(code="L4", name="Assembly 4", automation_level="partial")
+    version = ModelVersionFactory(name="scratchnet", version=3)
+    station = station_with_token(line=line, name="S1")
+    UserFactory(username="ines", roles=["inspector"], lines=[line])
+    page = login(chromium, station_server, "ines")
+    page.goto("/inspect/L4/")
+    page.wait_for_selector("#connection[data-state=live]")
+
+    # The station decided this phone with its edge model during an outage; the server is back
+    # and the buffer is flushed: every edge verdict is audited by default.
+    decided_at = timezone.now() - timedelta(minutes=30)
+    edge = {"verdict": "pass", "score": 0.08, "model_version": version.pk,
+            "decided_at": decided_at.isoformat()}  # fmt: skip
+    response = station_client(station_server, station.token).post(
+        "/api/v1/captures",
+        data={"line": "L4", "idempotency_key": "phone-e", "edge_decision": json.dumps(edge)},
+        files={"image": ("p.jpg", phone_jpeg(4, defects=["scratch"]), "image/jpeg")},
+    )
+    body = response.json()
+    assert (body["decided_by"], body["audit_status"]) == ("edge", "pending"), body
+    offset = page.evaluate(f"new Date('{decided_at.isoformat()}').getTimezoneOffset()")
+    shown_at = (decided_at - timedelta(minutes=offset)).strftime("%H:%M")
+    marked = f"edge model scratchnet v3, decided at the station at {shown_at} during an outage"
+
+    page.wait_for_selector(f'#queue li.current[data-id="{body["id"]}"] >> text=audit')
+    note = page.wait_for_selector("#model-box [data-role=audit]")
+    assert f"{marked}, gave pass" in " ".join(note.text_content().split())
+    history = page.wait_for_selector(f'#history li.edge[data-id="{body["id"]}"]', timeout=5000)
+    assert marked in history.text_content() and "pass" in history.text_content()
+    screenshot(page, "inspect-edge-decision")
+
+    page.keyboard.press("Enter")  # the inspector agrees with the edge model
+    wait_until(lambda: Decision.objects.get(capture_id=body["id"]).audit_status == "confirmed")
     page.context.close()

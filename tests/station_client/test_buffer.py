@@ -145,3 +145,30 @@ def test_the_cli_buffers_while_nothing_answers_and_a_later_process_flushes_it(tm
         assert json.loads(again.stdout)["sent"] == 0
     assert api.keys_posted() == keys
     assert all(s.headers["authorization"] == "Token t" for s in api.seen)
+
+
+def test_a_buffer_file_from_before_edge_decisions_keeps_its_queue(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE captures (seq INTEGER PRIMARY KEY AUTOINCREMENT, idempotency_key TEXT NOT"
+        " NULL UNIQUE, line TEXT NOT NULL, image BLOB, filename TEXT NOT NULL, content_type TEXT"
+        " NOT NULL, captured_at TEXT, metadata TEXT, source TEXT, state TEXT NOT NULL, attempts"
+        " INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL, answered_at REAL, http_status"
+        " INTEGER, capture_id TEXT, answer TEXT, outage_action TEXT);"
+        "INSERT INTO captures (idempotency_key, line, image, filename, content_type, state,"
+        " created_at) VALUES ('old-key', 'L1', x'ffd8ff', 'a.jpg', 'image/jpeg', 'queued', 1);"
+    )
+    old.commit()
+    old.close()
+    with Buffer(path) as buffer:
+        [queued] = buffer.queued()
+        assert (queued.idempotency_key, queued.edge_decision) == ("old-key", None)
+        decision = {"verdict": "fail", "model_version": 3, "decided_at": "2026-01-01T00:00:00Z"}
+        buffer.outage_noted("old-key", "fail", edge_decision=decision)
+        buffer.outage_noted("old-key", "hold", edge_decision=None)  # a later outage
+        assert buffer.get("old-key").edge_decision == decision  # the phone left with it
+    with Buffer(path) as again:  # opened again: nothing to add
+        assert again.get("old-key").edge_decision == decision

@@ -200,6 +200,44 @@ def test_a_phone_the_edge_passed_and_the_server_fails_is_reported_as_a_correctio
     assert [(c["verdict"], c["outage_action"]) for c in corrections] == [("fail", "pass")]
 
 
+def test_an_edge_verdict_is_kept_with_the_capture_and_uploaded_with_it(buffer, tmp_path):
+    api = StationApi(verdict="fail")
+    api.line["outage_policy"] = "edge"
+    api.model = brightness_model(tmp_path / "m.onnx").read_bytes()
+    client = offline(api, buffer)
+    decided, unsure = client.capture(jpeg(20), line="L1"), client.capture(jpeg(128), line="L1")
+    kept = buffer.get(decided.key).edge_decision
+    assert (kept["verdict"], kept["model_version"]) == ("pass", 3)  # X-Model-Version
+    assert kept["model_sha256"] == hashlib.sha256(api.model).hexdigest()
+    assert 0 <= kept["score"] < 0.3 and kept["decided_at"].endswith("+00:00")
+    assert buffer.get(unsure.key).edge_decision is None  # held: the server decides it
+
+    corrections = []
+    online = StationClient(
+        "http://s.test", "t", buffer=buffer, transport=api.transport(),
+        on_correction=corrections.append,
+    )  # fmt: skip
+    assert online.flush().sent == 2
+    forms = {s.form["idempotency_key"].decode(): s.form for s in api.seen if s.form}
+    assert json.loads(forms[decided.key]["edge_decision"]) == kept
+    assert "edge_decision" not in forms[unsure.key]
+    assert {c["idempotency_key"] for c in corrections} == {decided.key}  # the fake re-decides
+
+
+def test_an_edge_decision_the_server_refuses_does_not_lose_the_capture(buffer, tmp_path):
+    api = StationApi()
+    api.line["outage_policy"] = "edge"
+    api.model = brightness_model(tmp_path / "m.onnx").read_bytes()
+    buffered = offline(api, buffer).capture(jpeg(20), line="L1")
+    refusal = {"error": {"code": "unknown_model_version", "message": "no model version 3"}}
+    api.script = [(400, {"Content-Type": "application/json"}, json.dumps(refusal).encode())]
+    online = StationClient("http://s.test", "t", buffer=buffer, transport=api.transport())
+    assert online.flush().to_dict() == {"sent": 1, "left": 0, "rejected": 0}
+    posts = [s.form for s in api.seen if s.path == "/api/v1/captures"]
+    assert ["edge_decision" in form for form in posts] == [True, False]  # sent again without
+    assert buffer.get(buffered.key).state == "sent"
+
+
 def test_the_edge_input_is_rgb_nchw_cropped_to_multiples_of_8():
     pixels = image_pixels(jpeg(100, size=(70, 45)))
     assert pixels.shape == (1, 3, 40, 64) and pixels.dtype.name == "float32"

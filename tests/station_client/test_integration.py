@@ -2,7 +2,8 @@
 against a real uvicorn on PostgreSQL and Redis: the server killed in the middle (captures
 buffered, exit 0), restarted, flushed (each capture in the database once, with its key); a
 human verdict reaching the waiting station over its websocket; and the edge policy deciding
-with the line's ONNX model while the server is down."""
+with the line's ONNX model while the server is down, that decision recorded by the server as
+an edge decision once it is back."""
 
 import json
 import subprocess
@@ -189,8 +190,8 @@ def test_the_edge_policy_decides_with_the_lines_model_while_the_server_is_down(
     )  # fmt: skip
     registry_services.deployment_set(line=line, model_version=version, role="production")
     station = station_with_token(line=line, name="S1")
-    web = WebProcess(child_env(CHANNELS_PREFIX=f"test-{uuid.uuid4().hex[:8]}"),
-                     tmp_path / "uvicorn.log")  # fmt: skip
+    env = child_env(CHANNELS_PREFIX=f"test-{uuid.uuid4().hex[:8]}")
+    web = WebProcess(env, tmp_path / "uvicorn.log")
     web.start()
     buffer = tmp_path / "station.sqlite3"
     options = {"url": web.url, "token": station.token, "line": "L1", "buffer": buffer}
@@ -211,7 +212,36 @@ def test_the_edge_policy_decides_with_the_lines_model_while_the_server_is_down(
     with Buffer(buffer) as kept:
         assert kept.state_get("model:L1")[0]["sha256"] == version.edge_export["sha256"]
         assert kept.get(offline["key"]).outage_action == "fail"
+
+    # The server is back: the flush uploads the edge's decision with the capture, and the
+    # server records it as made at the edge, with the model version the station ran.
+    web = WebProcess(env, tmp_path / "uvicorn-2.log", port=web.port)
+    web.start()
+    try:
+        flushed = station_cli("flush", "--url", web.url, "--token", station.token, "--buffer",
+                              str(buffer), "--json")  # fmt: skip
+        assert flushed.returncode == 0, flushed.stdout + flushed.stderr
+        assert json.loads(flushed.stdout) == {"sent": 1, "left": 0, "rejected": 0}
+        with Buffer(buffer) as kept:
+            capture_id = kept.get(offline["key"]).capture_id
+        seen = httpx.get(
+            f"{web.url}/api/v1/captures/{capture_id}",
+            headers={"Authorization": f"Token {station.token}"},
+            timeout=30,
+        ).json()
+    finally:
+        web.close()
+    assert (seen["status"], seen["verdict"], seen["decided_by"], seen["reason"]) == (
+        "decided", "fail", "edge", "edge",
+    )  # fmt: skip
+    assert seen["edge"]["model_version"] == version.pk
+    assert seen["edge"]["model_sha256"] == version.edge_export["sha256"]
+    assert seen["edge"]["model_label"] == version.label
+    assert seen["audit_status"] == "pending"  # every edge verdict is reviewed by default
+    stored = Capture.objects.get(station=station, idempotency_key=offline["key"])
+    assert stored.decision.edge_model_version_id == version.pk
+    assert stored.predictions.get().role == "production"  # the server's reading, for the record
     print(
         f"\nstation client: edge verdict with the server down in {offline_seconds:.1f} s "
-        "(process start, 4 tries, model load and run)"
+        "(process start, 4 tries, model load and run); uploaded as an edge decision after"
     )

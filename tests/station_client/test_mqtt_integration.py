@@ -89,7 +89,9 @@ def test_a_plcs_trigger_gets_the_inspectors_verdict_on_its_topic(
     }
     assert capture.metadata == {"trigger_id": "plc-42"}
     assert bridge.returncode == 0, log.read_text()
-    assert reached_after < 5  # on the station websocket, not the bridge's 5 s re-reads
+    # On the station websocket: with it open the bridge re-reads pending captures only every
+    # 15 s, so an answer in under 12 s came by the socket (5.6 s seen on a machine at load 6.5).
+    assert reached_after < 12
     print(
         "\nmqtt bridge: the inspector's verdict reached the PLC's topic "
         f"{reached_after:.2f} s after it was recorded"

@@ -44,8 +44,9 @@ def synthesize(image: np.ndarray, rng: random.Random, *, other: np.ndarray | Non
 
 
 def _tone(patch: np.ndarray, rng: random.Random) -> np.ndarray:
-    """The patch darker or lighter (and a little contrast change), clipped to 0..255."""
-    gain = rng.choice([rng.uniform(0.4, 0.8), rng.uniform(1.2, 1.8)])
+    """The patch darker (two times in three: pits, cracks and chips show dark on most
+    surfaces) or lighter, with a little contrast change, clipped to 0..255."""
+    gain = rng.uniform(0.3, 0.8) if rng.random() < 2 / 3 else rng.uniform(1.2, 1.8)
     offset = rng.uniform(-30, 30)
     mean = patch.mean(axis=(0, 1), keepdims=True)
     return np.clip((patch - mean) * rng.uniform(0.7, 1.5) + mean * gain + offset, 0, 255)
