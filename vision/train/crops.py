@@ -56,15 +56,16 @@ def crop_sample(
 
 
 def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Lighting and sensor variation on normalised (N, 3, H, W) crops."""
+    """Lighting and sensor variation on normalised (N, 3, H, W) crops, in place. The sensor
+    noise is one value per pixel shared by the channels (luminance noise, what a camera's
+    noise mostly is): a third of the random numbers, which were a tenth of a training step."""
     n = batch.shape[0]
     gain = 1.0 + (torch.rand(n, 1, 1, 1, generator=generator) - 0.5) * 0.6
     colour = 1.0 + (torch.rand(n, 3, 1, 1, generator=generator) - 0.5) * 0.2
     offset = (torch.rand(n, 1, 1, 1, generator=generator) - 0.5) * 0.4
-    noise = torch.randn(batch.shape, generator=generator) * (
-        torch.rand(n, 1, 1, 1, generator=generator) * 0.06
-    )
-    return batch * gain * colour + offset + noise
+    noise = torch.randn((n, 1, *batch.shape[2:]), generator=generator)
+    noise.mul_(torch.rand(n, 1, 1, 1, generator=generator) * 0.06).add_(offset)
+    return batch.mul_(gain * colour).add_(noise)
 
 
 def flip_rotate(
@@ -78,6 +79,14 @@ def flip_rotate(
         image = image[:, ::-1]
         mask = None if mask is None else mask[:, ::-1]
     return np.ascontiguousarray(image), None if mask is None else np.ascontiguousarray(mask)
+
+
+def resize_batch(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, 3, S, S) crops resized to size x size, bilinear. Zoom shrinks by at most
+    exp(scale_jitter) (1.35 at 0.3), where plain bilinear barely aliases; the antialiased
+    kernel took 15 ms a batch against 2 ms, a sixth of a training step on one core."""
+    resized = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+    return resized.contiguous(memory_format=torch.channels_last)
 
 
 def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:

@@ -43,10 +43,12 @@ def synthesize(image: np.ndarray, rng: random.Random, *, other: np.ndarray | Non
     return result, mask
 
 
-def _tone(patch: np.ndarray, rng: random.Random) -> np.ndarray:
-    """The patch darker (two times in three: pits, cracks and chips show dark on most
-    surfaces) or lighter, with a little contrast change, clipped to 0..255."""
-    gain = rng.uniform(0.3, 0.8) if rng.random() < 2 / 3 else rng.uniform(1.2, 1.8)
+def _tone(patch: np.ndarray, rng: random.Random, surface: float = 128.0) -> np.ndarray:
+    """The patch darker or lighter, with a little contrast change, clipped to 0..255. Darker
+    the more often the brighter the surface (`surface`: its mean level): pits, cracks and
+    chips show dark on a mid-grey tile, stains and scratches light on a dark screen."""
+    dark = min(0.8, max(0.2, 1.5 * surface / 255.0))
+    gain = rng.uniform(0.3, 0.8) if rng.random() < dark else rng.uniform(1.2, 1.8)
     offset = rng.uniform(-30, 30)
     mean = patch.mean(axis=(0, 1), keepdims=True)
     return np.clip((patch - mean) * rng.uniform(0.7, 1.5) + mean * gain + offset, 0, 255)
@@ -63,7 +65,7 @@ def _cut_paste(image: np.ndarray, source: np.ndarray, rng: random.Random):
     sy, sx = rng.randrange(sh - ph + 1), rng.randrange(sw - pw + 1)
     patch = source[sy : sy + ph, sx : sx + pw].astype(np.float32)
     patch = np.rot90(patch, rng.randrange(4))
-    patch = _tone(patch, rng) if rng.random() < 0.7 else patch
+    patch = _tone(patch, rng, float(image.mean())) if rng.random() < 0.7 else patch
     ph, pw = patch.shape[:2]
     ph, pw = min(ph, height), min(pw, width)
     patch = patch[:ph, :pw]
@@ -88,7 +90,7 @@ def _scar(image: np.ndarray, source: np.ndarray, rng: random.Random):
     # A slight bend: real scratches are rarely straight.
     across = across - rng.uniform(-0.004, 0.004) * along**2
     mask = (np.abs(along) <= length / 2) & (np.abs(across) <= thickness / 2)
-    filler = _tone(_resized_like(source, image, rng).astype(np.float32), rng)
+    filler = _tone(_resized_like(source, image, rng).astype(np.float32), rng, float(image.mean()))
     result = image.copy()
     result[mask] = filler[mask].astype(np.uint8)
     return result, mask
@@ -108,7 +110,7 @@ def _blob(image: np.ndarray, source: np.ndarray, rng: random.Random):
     distance = np.hypot(ys - cy, xs - cx) / (radius * (1 + wobble))
     mask = distance <= 1.0
     filler = _resized_like(source, image, rng).astype(np.float32)
-    filler = _tone(filler, rng)
+    filler = _tone(filler, rng, float(image.mean()))
     strength = rng.uniform(0.6, 1.0)
     # Soft inside the outline's last tenth, so the edge is not a sharp cut.
     alpha = (np.clip((1.0 - distance) / 0.1, 0.0, 1.0) * strength)[..., None]

@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from vision.model import build_model, images_to_tensor
 from vision.train.config import TrainConfig
-from vision.train.crops import augment, crop_sample, flip_rotate, resize_mask
+from vision.train.crops import augment, crop_sample, flip_rotate, resize_batch, resize_mask
 from vision.train.good_only import synthesize
 from vision.train.losses import box_bag_loss, cell_targets, mask_bag_loss
 from vision.train.mining import confusing_clean_cells, missed_defect_cells
@@ -163,9 +163,7 @@ class Trainer:
             coarse.append(is_coarse)
         images = images_to_tensor(crops)
         if source != config.crop:
-            images = F.interpolate(
-                images, size=(config.crop, config.crop), mode="bilinear", antialias=True
-            ).contiguous(memory_format=torch.channels_last)
+            images = resize_batch(images, config.crop)
         images = augment(images, self.generator).to(self.device)
         return Batch(images, masks, boxes_list, labels, coarse)
 
