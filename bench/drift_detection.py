@@ -591,35 +591,15 @@ def fixed_light(bench: Bench, seed: int, args) -> dict:
 
 def db_timing(args, pool: dict) -> dict:
     """Bulk-load a dedicated PostgreSQL database and time the monitoring job per line."""
-    import psycopg
-    from django.conf import settings
     from django.core.management import call_command
     from django.db import connections
 
-    database = settings.DATABASES["default"]
-    if "postgresql" not in database["ENGINE"]:
-        raise SystemExit("--db needs DATABASE_URL=postgres://.../bench_drift (a PostgreSQL URL)")
-    name = database["NAME"]
-    if "bench" not in name and not args.db_any_name:
-        raise SystemExit(
-            f"--db loads {args.captures:,} captures into {name!r}: give it a database of its "
-            "own whose name contains 'bench'"
-        )
-    server = {
-        key: value
-        for key, value in {
-            "host": database.get("HOST"),
-            "port": database.get("PORT"),
-            "user": database.get("USER"),
-            "password": database.get("PASSWORD"),
-        }.items()
-        if value
-    }
-    with psycopg.connect(dbname="postgres", autocommit=True, **server) as connection:
-        found = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
-        if found.fetchone() is None:
-            _log(f"creating database {name}")
-            connection.execute(f'CREATE DATABASE "{name}"')
+    from bench.benchdb import bench_database, database_create_missing, database_drop
+
+    name, server = bench_database(
+        script="--db", needs=f"loads {args.captures:,} captures into", any_name=args.db_any_name
+    )
+    database_create_missing(name, server, _log)
     _log(f"migrating {name}")
     call_command("migrate", verbosity=0)
     lines, load = _db_load(args, pool)
@@ -657,8 +637,7 @@ def db_timing(args, pool: dict) -> dict:
     }
     if args.db_drop:
         connections.close_all()
-        with psycopg.connect(dbname="postgres", autocommit=True, **server) as connection:
-            connection.execute(f'DROP DATABASE "{name}"')
+        database_drop(name, server)
         result["dropped"] = True
     else:
         result["left_in_place"] = f'DROP DATABASE "{name}" (or rerun with --db-drop)'

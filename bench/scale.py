@@ -45,6 +45,7 @@ import django  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 django.setup()
+from bench.benchdb import bench_database, database_create_missing, database_drop  # noqa: E402
 from config.startup import startup_objects_freeze  # noqa: E402
 
 startup_objects_freeze()  # as config/asgi.py does: the web process's garbage collector
@@ -64,37 +65,13 @@ def _log(message: str) -> None:
 
 
 def _server() -> tuple[str, dict]:
-    database = settings.DATABASES["default"]
-    if "postgresql" not in database["ENGINE"]:
-        raise SystemExit("bench/scale.py needs DATABASE_URL=postgres://.../bench_scale")
-    name = database["NAME"]
-    if "bench" not in name:
-        raise SystemExit(
-            f"bench/scale.py empties and loads {name!r}: give it a database of its own whose "
-            "name contains 'bench'"
-        )
-    server = {
-        key: value
-        for key, value in {
-            "host": database.get("HOST"),
-            "port": database.get("PORT"),
-            "user": database.get("USER"),
-            "password": database.get("PASSWORD"),
-        }.items()
-        if value
-    }
-    return name, server
+    return bench_database(script="bench/scale.py", needs="empties and loads")
 
 
 def database_prepare(args) -> dict:
     """Create, migrate and load the database (or reuse it); returns the load's figures."""
-    import psycopg
-
     name, server = _server()
-    with psycopg.connect(dbname="postgres", autocommit=True, **server) as admin:
-        if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
-            _log(f"creating database {name}")
-            admin.execute(f'CREATE DATABASE "{name}"')
+    database_create_missing(name, server, _log)
     _log(f"migrating {name}")
     call_command("migrate", verbosity=0)
     from inspection.models import Capture
@@ -329,10 +306,7 @@ def main() -> None:
     if args.drop:
         name, server = _server()
         connections.close_all()
-        import psycopg
-
-        with psycopg.connect(dbname="postgres", autocommit=True, **server) as admin:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        database_drop(name, server)
         report["dropped"] = True
     if args.json:
         print(json.dumps(report, indent=2))
