@@ -2,6 +2,7 @@
 
 import os
 
+from django.conf import settings
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -13,6 +14,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 from config.settings import check_production_settings  # noqa: E402
 from core.asgi_limits import BodySizeLimitMiddleware  # noqa: E402
+from core.asgi_threads import ThreadedRoutes  # noqa: E402
 
 check_production_settings()
 
@@ -26,8 +28,11 @@ startup_objects_freeze()
 
 application = ProtocolTypeRouter(
     {
-        # Oversized bodies are refused before Django reads them (core/asgi_limits.py).
-        "http": BodySizeLimitMiddleware(django_asgi_app),
+        # Oversized bodies are refused before Django reads them (core/asgi_limits.py); the
+        # station's capture POST runs whole in one thread (core/asgi_threads.py).
+        "http": BodySizeLimitMiddleware(
+            ThreadedRoutes(django_asgi_app, threads=settings.CAPTURE_THREADS)
+        ),
         "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
     }
 )

@@ -258,6 +258,11 @@ SERVING_THREADS = env_int("SERVING_THREADS", 1)
 # how long a capture waits for a slot before the station gets 503 with Retry-After.
 SERVING_MAX_CONCURRENT = env_int("SERVING_MAX_CONCURRENT", 2)
 SERVING_QUEUE_TIMEOUT_SECONDS = float(env("SERVING_QUEUE_TIMEOUT_SECONDS") or 10)
+# Where served models run: `auto` (CUDA when the process has it, else the CPU), `cpu`, `cuda`.
+SERVING_DEVICE = env("SERVING_DEVICE") or "auto"
+# Threads per web process for the station's capture POST (core/asgi_threads.py); captures
+# beyond them wait on the event loop, not in a thread.
+CAPTURE_THREADS = env_int("CAPTURE_THREADS", 4)
 # How long each web process keeps a line's deployments (0: read them for every capture).
 SERVING_DEPLOYMENT_CACHE_SECONDS = float(env("SERVING_DEPLOYMENT_CACHE_SECONDS") or 2)
 # How long a broken artifact is remembered before serving tries to load it again.

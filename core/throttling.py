@@ -2,10 +2,11 @@
 shared cache), the client address they and the login lockout key on, and the lockout's page.
 
 Each throttle counts requests in fixed windows of its period (`1200/min`: this minute's count
-under one cache key, raised with `cache.incr`) instead of DRF's list of timestamps per client: an
-increment is one atomic operation on Redis, so web processes never undercount by overwriting
-each other's list, and a busy station's bucket stays one integer. Across a window's boundary a
-client may send up to twice the rate in a short burst; the rates are far above real use.
+under one cache key, raised with INCR on Redis, `cache.incr` on another cache) instead of DRF's
+list of timestamps per client: an increment is one atomic operation on Redis, so web processes
+never undercount by overwriting each other's list, and a busy station's bucket stays one integer.
+Across a window's boundary a client may send up to twice the rate in a short burst; the rates are
+far above real use.
 
 The cache may be down (Redis restarting, unreachable): a throttle then lets the request through
 (fails open), does not ask the cache again in this process for CACHE_RETRY_SECONDS, so no request
@@ -18,6 +19,7 @@ import math
 import time
 
 from django.conf import settings
+from django.core.cache.backends.redis import RedisCache
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from rest_framework.throttling import SimpleRateThrottle
@@ -96,6 +98,14 @@ class WindowThrottle(SimpleRateThrottle):
         if not breaker.allows():
             return None
         try:
+            client = _redis_client(self.cache)
+            if client is not None:
+                # One round trip: INCR creates the key at 1; the expiry is set once, by the
+                # window's first request (NX), and outlives the window.
+                pipeline = client.pipeline(transaction=False)
+                pipeline.incr(self.cache.make_and_validate_key(key))
+                pipeline.expire(self.cache.make_and_validate_key(key), self.duration + 5, nx=True)
+                return int(pipeline.execute()[0])
             try:
                 return self.cache.incr(key)
             except ValueError:  # the window's first request: no key yet
@@ -106,6 +116,14 @@ class WindowThrottle(SimpleRateThrottle):
         except Exception as exc:  # any failure of the cache lets the request through
             breaker.failed(exc)
             return None
+
+
+def _redis_client(cache):
+    """The redis-py client behind Django's Redis cache backend, or None for another backend.
+    (Django's own `incr` asks twice: EXISTS, then INCRBY.)"""
+    if isinstance(cache, RedisCache):
+        return cache._cache.get_client(write=True)
+    return None
 
 
 class StationThrottle(WindowThrottle):

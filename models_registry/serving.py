@@ -55,7 +55,12 @@ def artifact_path(artifact: str, sha256: str | None = None) -> Path:
 def _load(path: Path, sha256: str) -> Any:
     from vision.inference import Predictor  # torch is imported only when a model is served
 
-    return Predictor.from_artifact(path, threads=settings.SERVING_THREADS, expected_sha256=sha256)
+    return Predictor.from_artifact(
+        path,
+        threads=settings.SERVING_THREADS,
+        expected_sha256=sha256,
+        device=settings.SERVING_DEVICE,
+    )
 
 
 def predictor_for(*, sha256: str, artifact: str) -> Any:

@@ -144,7 +144,10 @@ def _open_checked(data: bytes, *, max_pixels: int, max_bytes: int | None) -> Ima
         # Pillow raises on a short JPEG/PNG only while ImageFile.LOAD_TRUNCATED_IMAGES is False
         # (its default); we never change that global.
         image.load()
-        return ImageOps.exif_transpose(image)
+        # In place: without an orientation tag nothing is copied (the copy cost ~0.15 ms of a
+        # 1024x576 capture); with one, the image is turned as before.
+        ImageOps.exif_transpose(image, in_place=True)
+        return image
     except (OSError, SyntaxError, ValueError, EOFError):
         raise ImageError(
             "truncated", "the image file is cut short or corrupt (truncated)"

@@ -156,16 +156,36 @@ def heatmap_regions(
     return regions[:MAX_REGIONS]
 
 
-class Predictor:
-    """One loaded model, ready to predict. Build once per process and reuse."""
+def inference_device(name: str | torch.device = "auto") -> torch.device:
+    """`auto`: the GPU when this process has CUDA, else the CPU; or the device named."""
+    if str(name) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
-    def __init__(self, model: ScratchNet, metadata: dict[str, Any], *, threads: int | None = None):
+
+class Predictor:
+    """One loaded model, ready to predict. Build once per process and reuse.
+
+    `device`: where the network runs (`auto`: CUDA when the process has it). On a GPU the
+    uint8 pixels are sent as they are (a quarter of the float bytes) and turned to floats
+    there; scores, heatmaps and embeddings come back to the CPU.
+    """
+
+    def __init__(
+        self,
+        model: ScratchNet,
+        metadata: dict[str, Any],
+        *,
+        threads: int | None = None,
+        device: str | torch.device = "cpu",
+    ):
         self.metadata = metadata
         self.sha256: str = metadata.get("sha256", "")
         self.model = model.eval()
+        self.device = inference_device(device)
         normalization = metadata.get("normalization")
         self._mean = normalization_mean_255(normalization)
-        self._net = fold_for_inference(model, normalization)
+        self._net = fold_for_inference(model, normalization).to(self.device)
         # The same modules, split at the head, so one pass gives heatmaps and embeddings.
         self._features, self._head = self._net[:-1], self._net[-1]
         self.top_k = model.config.top_k
@@ -180,10 +200,15 @@ class Predictor:
 
     @classmethod
     def from_artifact(
-        cls, path: str | Path, *, threads: int | None = None, expected_sha256: str | None = None
+        cls,
+        path: str | Path,
+        *,
+        threads: int | None = None,
+        expected_sha256: str | None = None,
+        device: str | torch.device = "cpu",
     ) -> Predictor:
         loaded = load_artifact(path, expected_sha256=expected_sha256)
-        return cls(loaded.model, loaded.metadata, threads=threads)
+        return cls(loaded.model, loaded.metadata, threads=threads, device=device)
 
     def verdict_for(self, score: float) -> str:
         if score >= self.fail_threshold:
@@ -208,7 +233,9 @@ class Predictor:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Same-size images -> ((N, h, w) heatmap logits, (N, D) embeddings), both over the
         images' own extent (the stride padding left out)."""
-        batch = centred_images_to_tensor(images, mean=self._mean, stride=self.stride)
+        batch = centred_images_to_tensor(
+            images, mean=self._mean, stride=self.stride, device=self.device
+        )
         features = self._features(batch)
         height, width = images[0].shape[:2]
         rows, cols = -(-height // self.stride), -(-width // self.stride)
@@ -231,8 +258,8 @@ class Predictor:
             flat = logits.flatten(1)
             k = min(self.top_k, flat.shape[1])
             scores = torch.sigmoid(flat.topk(k, dim=1).values.mean(dim=1)).tolist()
-            heatmaps = torch.sigmoid(logits).numpy()
-            embedding_rows = embeddings.numpy()
+            heatmaps = torch.sigmoid(logits).cpu().numpy()
+            embedding_rows = embeddings.cpu().numpy()
             per_image_ms = (time.perf_counter() - started) * 1000 / len(indices)
             for position, index in enumerate(indices):
                 started = time.perf_counter()

@@ -120,17 +120,25 @@ def images_to_tensor(
 
 
 def centred_images_to_tensor(
-    images: Sequence[np.ndarray], *, mean: Sequence[float], stride: int = 8
+    images: Sequence[np.ndarray],
+    *,
+    mean: Sequence[float],
+    stride: int = 8,
+    device: torch.device | None = None,
 ) -> torch.Tensor:
     """Same-size (H, W, 3) uint8 arrays -> float (N, 3, H', W'), minus the normalisation mean
-    (0..255 scale), for a net from fold_for_inference.
+    (0..255 scale), for a net from fold_for_inference; on `device` (the uint8 pixels go there
+    first, then become floats).
 
     The permuted view of the HWC pixels already has channels-last strides, so the float
     conversion is the only full copy; dividing by the std lives in the first convolution.
     """
     pixels = images[0][None] if len(images) == 1 else np.stack(images)
-    batch = torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float()
-    batch -= torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+    batch = torch.from_numpy(np.ascontiguousarray(pixels))
+    if device is not None and device.type != "cpu":
+        batch = batch.to(device, non_blocking=True)
+    batch = batch.permute(0, 3, 1, 2).float()
+    batch -= torch.tensor(mean, dtype=torch.float32, device=batch.device).view(1, 3, 1, 1)
     height, width = batch.shape[-2:]
     pad_h, pad_w = (-height) % stride, (-width) % stride
     if pad_h or pad_w:

@@ -199,6 +199,7 @@ def evaluation_execute(*, evaluation_id: int, hostname: str = "") -> Evaluation 
             artifact_path(version.artifact, version.sha256),
             threads=settings.TRAINING_THREADS or None,
             expected_sha256=version.sha256,
+            device=settings.SERVING_DEVICE,  # a GPU worker evaluates on its GPU
         )
         items = benchmarks.items(evaluation.benchmark)
         reporter.log(f"{version} on {evaluation.benchmark_label}: {len(items)} images")

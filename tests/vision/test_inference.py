@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from vision.artifacts import load_artifact, save_artifact
-from vision.inference import Predictor, heatmap_regions
+from vision.inference import Predictor, heatmap_regions, inference_device
 from vision.model import ScratchNet, centred_images_to_tensor, images_to_tensor
 from vision.synth import synth_phone
 
@@ -57,6 +57,26 @@ def test_folded_batchnorm_serves_the_same_numbers_as_the_trained_model(tiny_arti
     assert predictor.predict([image])[0].score == pytest.approx(
         torch.sigmoid(image_logit).item(), abs=1e-5
     )
+
+
+def test_the_process_device_serves_the_numbers_of_the_cpu(tiny_artifact):
+    """`auto` is CUDA where the process has it: scores, heatmaps and embeddings must match the
+    CPU's (on a CPU-only machine both are the CPU, and the device plumbing still runs)."""
+    cpu = Predictor.from_artifact(tiny_artifact, device="cpu")
+    auto = Predictor.from_artifact(tiny_artifact, device=inference_device("auto"))
+    assert auto.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert next(auto._net.parameters()).device.type == auto.device.type
+    images = [synth_phone(seed=seed, size=(128, 72)).image for seed in (5, 6)]
+    for a, b in zip(cpu.predict(images), auto.predict(images), strict=True):
+        assert b.score == pytest.approx(a.score, abs=1e-4)
+        assert np.abs(b.heatmap - a.heatmap).max() <= 1e-4
+        assert np.abs(b.embedding - a.embedding).max() <= 1e-3
+        assert [r.box for r in b.regions] == [r.box for r in a.regions]
+
+
+def test_an_unknown_device_is_refused_at_load(tiny_artifact):
+    with pytest.raises(RuntimeError):
+        Predictor.from_artifact(tiny_artifact, device="nonsense")
 
 
 def test_wrong_array_is_refused(tiny_artifact):

@@ -1,0 +1,197 @@
+"""The station's capture POST served whole in one worker thread (core/asgi_threads.py), through
+the same ASGI stack as the server (the body limit in front), without a server."""
+
+import asyncio
+import json
+import threading
+
+import pytest
+from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
+
+from core.asgi_limits import BodySizeLimitMiddleware
+from core.asgi_threads import ThreadedRoutes, wsgi_environ
+from inspection.models import Capture
+from tests.factories import (
+    DeploymentFactory,
+    ProductionLineFactory,
+    image_bytes,
+    station_with_token,
+)
+from tests.inspection.test_api_captures import upload
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the request runs on another thread
+
+
+def fallback_app(calls: list):
+    async def app(scope, receive, send):
+        calls.append((scope["method"], scope["path"]))
+        await send({"type": "http.response.start", "status": 299, "headers": []})
+        await send({"type": "http.response.body", "body": b"django's asgi handler"})
+
+    return app
+
+
+def call(app, scope: dict, messages: list[dict]) -> list[dict]:
+    sent, queue = [], list(messages)
+
+    async def receive():
+        return queue.pop(0) if queue else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def capture_request(token: str, key: str, *, line: str = "L1") -> tuple[dict, bytes]:
+    body = encode_multipart(
+        BOUNDARY,
+        {"image": upload(image_bytes()), "line": line, "idempotency_key": key},
+    )
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/v1/captures",
+        "query_string": b"",
+        "http_version": "1.1",
+        "scheme": "http",
+        "server": ("127.0.0.1", 8000),
+        "client": ("10.0.0.7", 50000),
+        "headers": [
+            (b"host", b"127.0.0.1"),
+            (b"authorization", f"Token {token}".encode()),
+            (b"content-type", MULTIPART_CONTENT.encode()),
+            (b"content-length", str(len(body)).encode()),
+        ],
+    }
+    return scope, body
+
+
+@pytest.fixture
+def station(fake_models):
+    line = ProductionLineFactory(code="L1", automation_level="partial")
+    deployment = DeploymentFactory(line=line, role="production")
+    fake_models.set_score(deployment.model_version, 0.05)
+    return station_with_token(line=line, name="S1")
+
+
+def test_a_capture_post_runs_whole_in_a_worker_thread_and_is_stored(station):
+    calls: list = []
+    app = BodySizeLimitMiddleware(ThreadedRoutes(fallback_app(calls), threads=2))
+    scope, body = capture_request(station.token, "k-thread")
+    half = len(body) // 2
+    sent = call(
+        app,
+        scope,
+        [
+            {"type": "http.request", "body": body[:half], "more_body": True},
+            {"type": "http.request", "body": body[half:], "more_body": False},
+        ],
+    )
+    assert calls == []  # not Django's ASGI handler
+    start, answer = sent
+    headers = dict(start["headers"])
+    assert start["status"] == 201, answer["body"]
+    assert headers[b"content-type"] == b"application/json"
+    assert b"predict;dur=" in headers[b"server-timing"]
+    assert b"x-request-id" in headers  # the middleware ran
+    capture = json.loads(answer["body"])
+    assert capture["verdict"] == "pass" and capture["decided_by"] == "model"
+    stored = Capture.objects.get(pk=capture["id"])
+    assert stored.idempotency_key == "k-thread" and stored.station_id == station.pk
+
+
+def test_errors_keep_their_answer_and_the_same_key_gets_the_first_capture(station):
+    app = ThreadedRoutes(fallback_app([]), threads=2)
+    scope, body = capture_request(station.token, "k-1")
+    first = call(app, scope, [{"type": "http.request", "body": body}])
+    again = call(app, scope, [{"type": "http.request", "body": body}])
+    assert (first[0]["status"], again[0]["status"]) == (201, 200)
+    assert json.loads(first[1]["body"])["id"] == json.loads(again[1]["body"])["id"]
+    scope, body = capture_request("not-a-token", "k-2")
+    refused = call(app, scope, [{"type": "http.request", "body": body}])
+    assert refused[0]["status"] == 401
+    assert json.loads(refused[1]["body"])["error"]["code"]
+    assert Capture.objects.count() == 1
+
+
+def test_two_stations_at_once_are_served_in_parallel_threads(station, fake_models):
+    other = station_with_token(line=station.line, name="S2")
+    app = ThreadedRoutes(fallback_app([]), threads=2)
+    answers: dict = {}
+
+    def post(token, key):
+        scope, body = capture_request(token, key)
+        answers[key] = call(app, scope, [{"type": "http.request", "body": body}])[0]["status"]
+
+    workers = [
+        threading.Thread(target=post, args=(s.token, f"k-{s.name}")) for s in (station, other)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    assert answers == {"k-S1": 201, "k-S2": 201}
+    assert Capture.objects.count() == 2
+
+
+def test_a_body_cut_short_by_a_disconnect_stores_nothing_and_answers_nothing(station):
+    app = ThreadedRoutes(fallback_app([]), threads=2)
+    scope, body = capture_request(station.token, "k-gone")
+    sent = call(app, scope, [{"type": "http.request", "body": body[:100], "more_body": True}])
+    assert sent == []
+    assert Capture.objects.count() == 0
+
+
+def test_an_oversized_capture_body_is_still_refused_by_the_limit_in_front(station, settings):
+    settings.CAPTURE_MAX_BYTES = 1000
+    settings.CAPTURE_FORM_OVERHEAD_BYTES = 100
+    app = BodySizeLimitMiddleware(ThreadedRoutes(fallback_app([]), threads=2))
+    scope, body = capture_request(station.token, "k-big")
+    scope["headers"] = [h for h in scope["headers"] if h[0] != b"content-length"]  # streamed
+    chunks = [
+        {"type": "http.request", "body": body[i : i + 500], "more_body": True}
+        for i in range(0, len(body), 500)
+    ]
+    sent = call(app, scope, chunks)
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [413]
+    assert Capture.objects.count() == 0
+
+
+def test_other_requests_stay_on_djangos_asgi_handler():
+    calls: list = []
+    app = ThreadedRoutes(fallback_app(calls), threads=1)
+    for method, path in [("GET", "/api/v1/captures"), ("POST", "/api/v1/captures/x/claim")]:
+        scope = {"type": "http", "method": method, "path": path, "headers": []}
+        assert call(app, scope, [{"type": "http.request", "body": b""}])[0]["status"] == 299
+    assert calls == [("GET", "/api/v1/captures"), ("POST", "/api/v1/captures/x/claim")]
+
+
+def test_the_environ_carries_headers_address_and_the_body_as_read():
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/base/api/v1/captures",
+        "root_path": "/base",
+        "query_string": b"a=1",
+        "headers": [
+            (b"content-type", b"multipart/form-data; boundary=x"),
+            (b"content-length", b"999"),
+            (b"x-forwarded-for", b"1.1.1.1"),
+            (b"x-forwarded-for", b"2.2.2.2"),
+        ],
+        "client": ("10.0.0.9", 1234),
+        "server": ("example.org", 443),
+        "scheme": "https",
+    }
+    environ = wsgi_environ(scope, b"hello")
+    assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("/base", "/api/v1/captures")
+    assert environ["QUERY_STRING"] == "a=1"
+    assert environ["CONTENT_TYPE"] == "multipart/form-data; boundary=x"
+    assert environ["CONTENT_LENGTH"] == "5"  # what was read, not what was announced
+    assert environ["HTTP_X_FORWARDED_FOR"] == "1.1.1.1,2.2.2.2"
+    assert environ["REMOTE_ADDR"] == "10.0.0.9"
+    assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == ("example.org", "443")
+    assert environ["wsgi.url_scheme"] == "https"
+    assert environ["wsgi.input"].read() == b"hello"
