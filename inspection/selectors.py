@@ -2,11 +2,11 @@
 
 import statistics
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Prefetch, Q, QuerySet
-from django.db.models.functions import Coalesce
+from django.db.models import CharField, Count, Prefetch, Q, QuerySet
+from django.db.models.functions import Cast, Coalesce, TruncHour
 
 from core import selectors as core_selectors
 from core.errors import ApplicationError
@@ -372,26 +372,28 @@ def shadow_agreement(
 
     One read: the model's newest shadow predictions (the `prediction_shadow_recent` index),
     each with its capture's decision and the acting prediction the decision rests on (three
-    queries, two of them with 5,000 ids in an IN list, took 1.9 s on a million captures)."""
+    queries, two of them with 5,000 ids in an IN list, took 1.9 s on a million captures). Each
+    row brings its hour as text: turning 5,000 timestamps into datetimes was a third of the
+    version page; a few dozen distinct hours are parsed instead."""
+    hour = Cast(TruncHour("capture__received_at", tzinfo=UTC), CharField())
     rows = (
         Prediction.objects.filter(capture__line=line, role="shadow", model_version=model_version)
         .order_by("-created_at")
+        .annotate(hour=hour)
         .values_list(
             "verdict",
-            "capture__received_at",
+            "hour",
             "capture__decision__acting_prediction__verdict",
             "capture__decision__verdict",
             "capture__decision__decided_by",
             "capture__decision__audit_status",
         )[:last]
     )
-    buckets: dict[Any, list[int]] = {}
-    for verdict, received_at, acting, final, decided_by, audit_status in rows:
-        start = received_at.replace(minute=0, second=0, microsecond=0)
-        start = start.replace(hour=start.hour - start.hour % bucket_hours)
-        counts = buckets.get(start)
+    buckets: dict[str, list[int]] = {}
+    for verdict, hour_text, acting, final, decided_by, audit_status in rows:
+        counts = buckets.get(hour_text)
         if counts is None:
-            counts = buckets[start] = [0, 0, 0, 0, 0]
+            counts = buckets[hour_text] = [0, 0, 0, 0, 0]
         counts[0] += 1
         if acting is not None:
             counts[1] += 1
@@ -400,8 +402,15 @@ def shadow_agreement(
         if (decided_by == "human" or audit_status in AUDIT_FINISHED) and verdict in _VERDICTS:
             counts[3] += 1
             counts[4] += final == verdict
+    merged: dict[datetime, list[int]] = {}
+    for hour_text, counts in buckets.items():
+        start = datetime.fromisoformat(hour_text[:19]).replace(tzinfo=UTC)
+        start = start.replace(hour=start.hour - start.hour % bucket_hours)
+        total = merged.setdefault(start, [0, 0, 0, 0, 0])
+        for index, count in enumerate(counts):
+            total[index] += count
     return [
-        evidence.AgreementBucket(start, *counts) for start, counts in sorted(buckets.items())[::-1]
+        evidence.AgreementBucket(start, *counts) for start, counts in sorted(merged.items())[::-1]
     ]
 
 

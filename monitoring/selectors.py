@@ -84,9 +84,12 @@ def captures_between(
 
 
 def production_deployment(*, line: ProductionLine) -> Deployment | None:
+    # The version's metadata (its training reference, ~100 KB) is read only when a reference is
+    # made from it: loaded then, on first access.
     return (
         Deployment.objects.filter(line=line, role="production")
         .select_related("model_version")
+        .defer("model_version__metadata")
         .first()
     )
 
@@ -281,7 +284,8 @@ def decisions_backfilled(*, line: ProductionLine, after_id: int | None, before: 
 
 
 def active_reference(*, line: ProductionLine) -> Reference | None:
-    return Reference.objects.filter(line=line, is_active=True).first()
+    # The embeddings (hundreds of vectors) are compared only for a pinned reference: read then.
+    return Reference.objects.filter(line=line, is_active=True).defer("embeddings").first()
 
 
 def line_rules(*, line: ProductionLine) -> MonitoringRules:

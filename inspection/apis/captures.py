@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 from core import blobs, live_events
 from core.api_schema import CURSOR_PAGE_PARAMETERS, ID_MAX, cursor_paginated, errors
 from core.errors import ApplicationError
+from core.instances import instances_release
 from core.models import Verdict
 from core.pagination import KeysetPagination
 from core.permissions import IsInspector, IsStation, IsStationOrStaff, is_station
@@ -281,7 +282,9 @@ class CaptureCollectionApi(APIView):
         # Newest first, by cursor: no COUNT over millions of rows, no deep OFFSET.
         paginator = KeysetPagination(ordering=("-received_at", "id"))
         page = paginator.paginate_queryset(captures, request, view=self)
-        return paginator.get_paginated_response(CaptureOutputSerializer(page, many=True).data)
+        response = paginator.get_paginated_response(CaptureOutputSerializer(page, many=True).data)
+        instances_release(page)
+        return response
 
 
 def capture_check_visible(user: Any, line_id: int | None) -> None:

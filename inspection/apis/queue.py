@@ -8,6 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.api_schema import errors
+from core.instances import instances_release
 from core.permissions import IsInspector
 from core.selectors import line_get_visible
 from inspection import selectors, services
@@ -63,9 +64,11 @@ class InspectorQueueApi(APIView):
         codes = [code for code in filters.validated_data["lines"].split(",") if code]
         lines = [line_get_visible(code=code, user=request.user) for code in codes]
         now = timezone.now()
-        captures = selectors.inspector_queue(line_codes=codes, user=request.user, now=now)
+        captures = list(selectors.inspector_queue(line_codes=codes, user=request.user, now=now))
         depths = selectors.queue_depth(line_codes=codes)
         stats = selectors.inspector_shift_stats(user=request.user, since=selectors.shift_start(now))
+        items = InspectorCaptureSerializer(captures, many=True).data
+        instances_release(captures)
         return Response(
             {
                 "lines": [
@@ -77,7 +80,7 @@ class InspectorQueueApi(APIView):
                     }
                     for line in lines
                 ],
-                "items": InspectorCaptureSerializer(captures, many=True).data,
+                "items": items,
                 "me": {"decisions": stats.decisions, "median_seconds": stats.median_seconds},
                 "server_time": now.isoformat(),
                 "claim_lease_seconds": selectors.claim_lease_seconds(),

@@ -119,3 +119,45 @@ def test_line_agreement_reads_the_newest_judged_decisions_in_the_order_they_were
     assert (everything.compared, everything.agreeing) == (5, 2)
     rail = selectors.line_agreement(line=line, last=10, reasons={"assisted", "shadow"})
     assert (rail.compared, rail.agreeing) == (4, 2)
+
+
+def live_captures() -> int:
+    import gc
+
+    from inspection.models import Capture
+
+    return sum(1 for obj in gc.get_objects() if isinstance(obj, Capture))
+
+
+@pytest.mark.parametrize("url", ["/api/v1/queue?lines=L1", "/api/v1/captures?line=L1"])
+def test_a_page_of_captures_is_freed_without_the_garbage_collector(url):
+    """Pages of 200 captures left ~9,000 objects in reference cycles (a capture and its
+    decision hold each other, so do prefetched predictions): a full collection every few pages
+    cost 40-100 ms, the inspector queue's p95 on a million captures. Once answered, nothing of
+    the page may wait for the collector."""
+    import gc
+
+    from rest_framework.test import APIClient
+
+    from tests.factories import UserFactory
+
+    line = ProductionLineFactory(code="L1", automation_level="assisted")
+    station = StationFactory(line=line)
+    for _ in range(5):
+        capture = CaptureFactory(station=station, received_at=timezone.now())
+        prediction = PredictionFactory(capture=capture, role="production", score=0.5)
+        DecisionFactory(capture=capture, status="pending", acting_prediction=prediction)
+    client = APIClient()
+    client.force_authenticate(UserFactory(username="ines", roles=["inspector"], lines=[line]))
+    client.get(url)  # warm: URL resolvers, serializers
+    gc.collect()
+    gc.disable()
+    try:
+        before = live_captures()
+        response = client.get(url)
+        assert response.status_code == 200, response.content
+        assert len(response.json().get("items", response.json().get("results"))) == 5
+        del response
+        assert live_captures() == before
+    finally:
+        gc.enable()

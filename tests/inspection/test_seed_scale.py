@@ -34,7 +34,8 @@ def loaded(capsys):
     call_command(
         "seed_scale",
         "--captures",
-        "500",
+        # A thousand: with 500 the last three days (open label tasks) once held no task at all.
+        "1000",
         "--lines",
         "2",
         "--pending",
@@ -52,8 +53,8 @@ def test_loads_each_kind_of_row(loaded):
         "SC1": "partial",
         "SC2": "full",
     }
-    assert Capture.objects.count() == Decision.objects.count() == 500
-    assert Prediction.objects.filter(role="production").count() == 500
+    assert Capture.objects.count() == Decision.objects.count() == 1000
+    assert Prediction.objects.filter(role="production").count() == 1000
     for line in lines.values():
         assert line.stations.count() == 3 and line.inspectors.count() == 2
         assert line.deployments.get(role="production").model_version.name == "scale-net"
