@@ -19,19 +19,14 @@ from __future__ import annotations
 import asyncio
 import io
 import sys
-from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.core.handlers.wsgi import WSGIHandler
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from core.asgi_limits import CAPTURE_PATH, ASGIApp, Receive, Scope, Send
 
-THREADED_ROUTES = {("POST", "/api/v1/captures")}
+THREADED_ROUTES = {("POST", CAPTURE_PATH)}
 
 
 def wsgi_environ(scope: Scope, body: bytes) -> dict[str, Any]:

@@ -102,9 +102,10 @@ class WindowThrottle(SimpleRateThrottle):
             if client is not None:
                 # One round trip: INCR creates the key at 1; the expiry is set once, by the
                 # window's first request (NX), and outlives the window.
+                stored_key = self.cache.make_and_validate_key(key)
                 pipeline = client.pipeline(transaction=False)
-                pipeline.incr(self.cache.make_and_validate_key(key))
-                pipeline.expire(self.cache.make_and_validate_key(key), self.duration + 5, nx=True)
+                pipeline.incr(stored_key)
+                pipeline.expire(stored_key, self.duration + 5, nx=True)
                 return int(pipeline.execute()[0])
             try:
                 return self.cache.incr(key)

@@ -81,8 +81,7 @@ def capture_get(*, capture_id: Any) -> Capture:
 def capture_for_station(*, station: Station, idempotency_key: str) -> Capture | None:
     # Nearly every key is new: a lookup of the key alone (0.7 ms) before the whole capture with
     # its decision and predictions (3 ms, most of it building the joined query).
-    found = Capture.objects.filter(station=station, idempotency_key=idempotency_key)
-    if not found.exists():
+    if not Capture.objects.filter(station=station, idempotency_key=idempotency_key).exists():
         return None
     return _capture_queryset().filter(station=station, idempotency_key=idempotency_key).first()
 

@@ -1,7 +1,6 @@
 """The station's capture POST served whole in one worker thread (core/asgi_threads.py), through
 the same ASGI stack as the server (the body limit in front), without a server."""
 
-import asyncio
 import json
 import threading
 
@@ -18,6 +17,7 @@ from tests.factories import (
     station_with_token,
 )
 from tests.inspection.test_api_captures import upload
+from tests.inspection.test_api_limits import run_asgi
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the request runs on another thread
 
@@ -29,19 +29,6 @@ def fallback_app(calls: list):
         await send({"type": "http.response.body", "body": b"django's asgi handler"})
 
     return app
-
-
-def call(app, scope: dict, messages: list[dict]) -> list[dict]:
-    sent, queue = [], list(messages)
-
-    async def receive():
-        return queue.pop(0) if queue else {"type": "http.disconnect"}
-
-    async def send(message):
-        sent.append(message)
-
-    asyncio.run(app(scope, receive, send))
-    return sent
 
 
 def capture_request(token: str, key: str, *, line: str = "L1") -> tuple[dict, bytes]:
@@ -81,7 +68,7 @@ def test_a_capture_post_runs_whole_in_a_worker_thread_and_is_stored(station):
     app = BodySizeLimitMiddleware(ThreadedRoutes(fallback_app(calls), threads=2))
     scope, body = capture_request(station.token, "k-thread")
     half = len(body) // 2
-    sent = call(
+    sent = run_asgi(
         app,
         scope,
         [
@@ -105,12 +92,12 @@ def test_a_capture_post_runs_whole_in_a_worker_thread_and_is_stored(station):
 def test_errors_keep_their_answer_and_the_same_key_gets_the_first_capture(station):
     app = ThreadedRoutes(fallback_app([]), threads=2)
     scope, body = capture_request(station.token, "k-1")
-    first = call(app, scope, [{"type": "http.request", "body": body}])
-    again = call(app, scope, [{"type": "http.request", "body": body}])
+    first = run_asgi(app, scope, [{"type": "http.request", "body": body}])
+    again = run_asgi(app, scope, [{"type": "http.request", "body": body}])
     assert (first[0]["status"], again[0]["status"]) == (201, 200)
     assert json.loads(first[1]["body"])["id"] == json.loads(again[1]["body"])["id"]
     scope, body = capture_request("not-a-token", "k-2")
-    refused = call(app, scope, [{"type": "http.request", "body": body}])
+    refused = run_asgi(app, scope, [{"type": "http.request", "body": body}])
     assert refused[0]["status"] == 401
     assert json.loads(refused[1]["body"])["error"]["code"]
     assert Capture.objects.count() == 1
@@ -123,7 +110,7 @@ def test_two_stations_at_once_are_served_in_parallel_threads(station, fake_model
 
     def post(token, key):
         scope, body = capture_request(token, key)
-        answers[key] = call(app, scope, [{"type": "http.request", "body": body}])[0]["status"]
+        answers[key] = run_asgi(app, scope, [{"type": "http.request", "body": body}])[0]["status"]
 
     workers = [
         threading.Thread(target=post, args=(s.token, f"k-{s.name}")) for s in (station, other)
@@ -139,7 +126,7 @@ def test_two_stations_at_once_are_served_in_parallel_threads(station, fake_model
 def test_a_body_cut_short_by_a_disconnect_stores_nothing_and_answers_nothing(station):
     app = ThreadedRoutes(fallback_app([]), threads=2)
     scope, body = capture_request(station.token, "k-gone")
-    sent = call(app, scope, [{"type": "http.request", "body": body[:100], "more_body": True}])
+    sent = run_asgi(app, scope, [{"type": "http.request", "body": body[:100], "more_body": True}])
     assert sent == []
     assert Capture.objects.count() == 0
 
@@ -154,7 +141,7 @@ def test_an_oversized_capture_body_is_still_refused_by_the_limit_in_front(statio
         {"type": "http.request", "body": body[i : i + 500], "more_body": True}
         for i in range(0, len(body), 500)
     ]
-    sent = call(app, scope, chunks)
+    sent = run_asgi(app, scope, chunks)
     assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [413]
     assert Capture.objects.count() == 0
 
@@ -164,7 +151,7 @@ def test_other_requests_stay_on_djangos_asgi_handler():
     app = ThreadedRoutes(fallback_app(calls), threads=1)
     for method, path in [("GET", "/api/v1/captures"), ("POST", "/api/v1/captures/x/claim")]:
         scope = {"type": "http", "method": method, "path": path, "headers": []}
-        assert call(app, scope, [{"type": "http.request", "body": b""}])[0]["status"] == 299
+        assert run_asgi(app, scope, [{"type": "http.request", "body": b""}])[0]["status"] == 299
     assert calls == [("GET", "/api/v1/captures"), ("POST", "/api/v1/captures/x/claim")]
 
 
