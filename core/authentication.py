@@ -13,7 +13,13 @@ def token_hash(token: str) -> str:
 
 
 def token_generate() -> str:
-    return secrets.token_urlsafe(32)
+    """32 random bytes, URL-safe. Never starting with "-": a token is pasted after `--token` on
+    command lines, where argparse would take one like "-Ns6f..." for an option (one token in
+    64 did; the demo's simulated station failed to start with it)."""
+    while True:
+        token = secrets.token_urlsafe(32)
+        if not token.startswith("-"):
+            return token
 
 
 def station_for_token(token: str) -> Station | None:

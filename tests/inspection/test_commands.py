@@ -55,3 +55,20 @@ def test_durations():
     assert parse_duration("60s") == 60 and parse_duration("2m") == 120
     with pytest.raises(CommandError):
         parse_rate("fast")
+
+
+def test_a_station_token_never_starts_like_an_option(monkeypatch):
+    """`--token T` on a command line: argparse takes a token starting with "-" for an option
+    (the demo's simulated station once failed to start with one)."""
+    import argparse
+    import secrets
+
+    from core.authentication import token_generate
+
+    drawn = iter(["-Ns6fGK8B640K8ASYz4XHb_cCdr5rZUCBUsGC6JANz4", "Ns6fGK8B640K8ASYz4XHb"])
+    monkeypatch.setattr(secrets, "token_urlsafe", lambda n: next(drawn))
+    token = token_generate()
+    assert token == "Ns6fGK8B640K8ASYz4XHb"
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--token")
+    assert parser.parse_args(["--token", token]).token == token

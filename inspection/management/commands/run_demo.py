@@ -63,7 +63,7 @@ class Command(BaseCommand):
             if not options["no_station"] and "L1" in tokens:
                 processes["station"] = subprocess.Popen(
                     [python, "manage.py", "simulate_line", "--line", "L1",
-                     "--token", tokens["L1"]["token"], "--url", url, "--rate", rate,
+                     f"--token={tokens['L1']['token']}", "--url", url, "--rate", rate,
                      "--lighting-shift-after", "300s"],
                     env=env,
                 )  # fmt: skip
@@ -71,7 +71,7 @@ class Command(BaseCommand):
                 # L2 is assisted: every phone waits for an inspector, so the queue has work.
                 processes["station-L2"] = subprocess.Popen(
                     [python, "manage.py", "simulate_line", "--line", "L2",
-                     "--token", tokens["L2"]["token"], "--url", url, "--rate", "6/min"],
+                     f"--token={tokens['L2']['token']}", "--url", url, "--rate", "6/min"],
                     env=env,
                 )  # fmt: skip
             self._banner(url, tokens)
