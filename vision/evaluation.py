@@ -37,6 +37,11 @@ class EvaluationReport:
 
 
 def _pixel_prediction(prediction: ImagePrediction, threshold: float) -> np.ndarray:
+    """The predicted defect pixels: inside the outline (models with an outline head), else the
+    heatmap cells at the region threshold."""
+    outline = prediction.outline_mask()
+    if outline is not None:
+        return outline
     width, height = prediction.image_size
     heat = Image.fromarray((prediction.heatmap * 255).astype(np.uint8)).resize(
         (width, height), Image.Resampling.NEAREST

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import time
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from torch.nn import functional as F
 
 from vision.artifacts import load_artifact
 from vision.metrics import connected_components
@@ -51,6 +53,17 @@ class ImagePrediction:
     latency_ms: float = 0.0
     # float32 (D,): what the network saw, for drift monitoring (see image_embeddings).
     embedding: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), repr=False)
+    # float32 (h, w) in [0, 1]: each cell's share of defect, from a model with an outline head
+    # (None for older models); outline_mask() turns it into the defect's area.
+    outline: np.ndarray | None = field(default=None, repr=False)
+    outline_threshold: float = 0.5
+
+    def outline_mask(self) -> np.ndarray | None:
+        """bool (H, W): the pixels inside a defect's outline, or None without an outline head."""
+        if self.outline is None:
+            return None
+        width, height = self.image_size
+        return upsample_cells(self.outline, (height, width)) >= self.outline_threshold
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -79,9 +92,37 @@ class ImagePrediction:
         )
         red = np.array([255.0, 40.0, 0.0], dtype=np.float32)
         blend = base * (1 - alpha * heat_array) + red * (alpha * heat_array)
+        outline = self.outline_mask()
+        if outline is not None and outline.shape == blend.shape[:2]:
+            blend[mask_edge(outline)] = OUTLINE_COLOUR
         buffer = io.BytesIO()
         Image.fromarray(blend.clip(0, 255).astype(np.uint8)).save(buffer, format="PNG")
         return buffer.getvalue()
+
+
+OUTLINE_COLOUR = (255.0, 230.0, 0.0)
+
+
+def upsample_cells(cells: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(h, w) per-cell values -> (H, W) float32 by bilinear interpolation between cell centres;
+    the cells cover the image and its stride padding, so the grid is scaled by the stride and
+    cropped to the image."""
+    height, width = size
+    rows, cols = cells.shape
+    stride = max(-(-height // rows), -(-width // cols))
+    grid = torch.from_numpy(np.ascontiguousarray(cells, dtype=np.float32))[None, None]
+    full = F.interpolate(grid, size=(rows * stride, cols * stride), mode="bilinear")
+    return full[0, 0, :height, :width].numpy()
+
+
+def mask_edge(mask: np.ndarray) -> np.ndarray:
+    """The pixels of a bool mask with a 4-neighbour outside it: its outline, 1 px wide."""
+    inner = mask.copy()
+    inner[1:, :] &= mask[:-1, :]
+    inner[:-1, :] &= mask[1:, :]
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    return mask & ~inner
 
 
 def image_embeddings(features: torch.Tensor) -> torch.Tensor:
@@ -188,6 +229,10 @@ class Predictor:
         self._net = fold_for_inference(model, normalization).to(self.device)
         # The same modules, split at the head, so one pass gives heatmaps and embeddings.
         self._features, self._head = self._net[:-1], self._net[-1]
+        self._outline = None
+        if model.outline is not None:
+            self._outline = copy.deepcopy(model.outline).eval().to(self.device)
+        self.outline_threshold: float = float(metadata.get("outline_threshold", 0.5))
         self.top_k = model.config.top_k
         self.stride: int = model.config.stride
         thresholds = metadata.get("thresholds", {})
@@ -233,6 +278,14 @@ class Predictor:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Same-size images -> ((N, h, w) heatmap logits, (N, D) embeddings), both over the
         images' own extent (the stride padding left out)."""
+        logits, embeddings, _ = self._forward(images)
+        return logits, embeddings
+
+    @torch.inference_mode()
+    def _forward(
+        self, images: Sequence[np.ndarray]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """logits_and_embeddings() plus the outline head's probabilities (N, h, w), if any."""
         batch = centred_images_to_tensor(
             images, mean=self._mean, stride=self.stride, device=self.device
         )
@@ -240,7 +293,10 @@ class Predictor:
         height, width = images[0].shape[:2]
         rows, cols = -(-height // self.stride), -(-width // self.stride)
         logits = self._head(features)[:, 0, :rows, :cols]
-        return logits, image_embeddings(features[:, :, :rows, :cols])
+        outline = None
+        if self._outline is not None:
+            outline = torch.sigmoid(self._outline(features)[:, 0, :rows, :cols])
+        return logits, image_embeddings(features[:, :, :rows, :cols]), outline
 
     def predict(self, images: Sequence[np.ndarray]) -> list[ImagePrediction]:
         """Score each (H, W, 3) uint8 RGB image; same-size images run as one batch."""
@@ -254,12 +310,13 @@ class Predictor:
             by_size.setdefault(image.shape, []).append(index)
         for indices in by_size.values():
             started = time.perf_counter()
-            logits, embeddings = self.logits_and_embeddings([images[i] for i in indices])
+            logits, embeddings, outlines = self._forward([images[i] for i in indices])
             flat = logits.flatten(1)
             k = min(self.top_k, flat.shape[1])
             scores = torch.sigmoid(flat.topk(k, dim=1).values.mean(dim=1)).tolist()
             heatmaps = torch.sigmoid(logits).cpu().numpy()
             embedding_rows = embeddings.cpu().numpy()
+            outline_rows = None if outlines is None else outlines.cpu().numpy()
             per_image_ms = (time.perf_counter() - started) * 1000 / len(indices)
             for position, index in enumerate(indices):
                 started = time.perf_counter()
@@ -290,5 +347,7 @@ class Predictor:
                     image_size=(width, height),
                     latency_ms=per_image_ms + (time.perf_counter() - started) * 1000,
                     embedding=embedding_rows[position].copy(),
+                    outline=None if outline_rows is None else outline_rows[position],
+                    outline_threshold=self.outline_threshold,
                 )
         return [result for result in results if result is not None]

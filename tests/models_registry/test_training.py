@@ -272,3 +272,7 @@ def test_a_line_with_good_images_only_gets_a_good_only_model_and_the_pages_say_s
     assert "good images only" in client.get("/models/").content.decode()
     version_page = client.get(f"/models/{version.pk}/").content.decode()
     assert "defects synthesised" in version_page
+    # Its synthetic validation defects have exact masks: the outline level is calibrated on
+    # them, and the page says where the areas are drawn.
+    assert 0.0 < version.metadata["outline_threshold"] < 1.0
+    assert "defect areas outlined (yellow on the heatmap) at level" in version_page

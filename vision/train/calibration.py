@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from vision.inference import upsample_cells
 from vision.metrics import auroc, average_precision, threshold_for_recall
 
 
@@ -75,3 +76,29 @@ def region_threshold_for(clean_peaks: np.ndarray, configured: float | None = Non
         return high
     level = float(np.quantile(clean_peaks, 1.0 - CLEAN_IMAGES_WITH_REGIONS, method="higher"))
     return float(min(high, max(low, np.nextafter(level, 1.0))))
+
+
+OUTLINE_LEVELS = np.round(np.arange(0.1, 0.91, 0.05), 2)
+
+
+def outline_threshold_for(
+    outlines: list[np.ndarray], masks: list[np.ndarray]
+) -> tuple[float, float] | None:
+    """(level, pixel IoU there): the outline level with the best pixel IoU over the validation
+    images whose pixels are all known (clean ones count: an outline there is all false), or
+    None when none of them shows a defect."""
+    if not any(mask.any() for mask in masks):
+        return None
+    intersection = np.zeros(len(OUTLINE_LEVELS))
+    predicted = np.zeros(len(OUTLINE_LEVELS))
+    true_total = 0
+    for cells, mask in zip(outlines, masks, strict=True):
+        share = upsample_cells(cells, mask.shape)
+        true_total += int(mask.sum())
+        for index, level in enumerate(OUTLINE_LEVELS):
+            inside = share >= level
+            predicted[index] += inside.sum()
+            intersection[index] += (inside & mask).sum()
+    iou = intersection / np.maximum(1, predicted + true_total - intersection)
+    best = int(np.argmax(iou))
+    return float(OUTLINE_LEVELS[best]), float(iou[best])

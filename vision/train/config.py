@@ -66,7 +66,8 @@ class TrainConfig:
     threads: int | None = None
     device: str = "auto"
     max_steps: int | None = None  # hard cap for tests and smoke runs
-    model: ModelConfig = field(default_factory=ModelConfig)
+    # New models outline defect areas (ModelConfig.outline); older artifacts load without it.
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(outline=True))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -21,7 +21,12 @@ from vision.datasets import Item, split_items
 from vision.inference import Predictor
 from vision.model import NORMALIZATION, ScratchNet
 from vision.reference import reference_sample
-from vision.train.calibration import calibrate_thresholds, region_threshold_for, validation_metrics
+from vision.train.calibration import (
+    calibrate_thresholds,
+    outline_threshold_for,
+    region_threshold_for,
+    validation_metrics,
+)
 from vision.train.config import (
     ProgressCallback,
     StopCallback,
@@ -79,6 +84,7 @@ def train(
     if fit.best_state is not None:
         trainer.model.load_state_dict(fit.best_state)
     val_scores, val_peaks = trainer.scores(val_samples)
+    outline = _outline_calibration(trainer, val_samples)
     trainer.model.eval()  # scores() leaves the model in training mode
     model = trainer.model.cpu()
     metadata = _metadata(
@@ -94,6 +100,7 @@ def train(
         val_peaks=val_peaks,
         reference=_reference(model, train_items, val_items, config),
         recipe=recipe,
+        outline=outline,
     )
     report({"event": "done", "metrics": metadata["metrics"], "thresholds": metadata["thresholds"]})
     return TrainResult(model, metadata, fit.history, fit.stopped_because)
@@ -197,6 +204,17 @@ def _split(
                 f"{sorted(labels) or 'none'} ({len(group)} items)"
             )
     return train_items, val_items
+
+
+def _outline_calibration(
+    trainer: Trainer, val_samples: Sequence[Sample]
+) -> tuple[float, float] | None:
+    """The outline level and its validation pixel IoU, on the validation images whose pixels
+    are all known; None without an outline head or a located validation defect."""
+    if trainer.model.outline is None:
+        return None
+    known = [sample for sample in val_samples if sample.pixel_mask is not None]
+    return outline_threshold_for(trainer.outlines(known), [sample.pixel_mask for sample in known])
 
 
 def _labels(samples: Sequence[Sample]) -> np.ndarray:
@@ -357,6 +375,7 @@ def _metadata(
     val_peaks: np.ndarray,
     reference: dict[str, Any] | None,
     recipe: dict[str, Any],
+    outline: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
     """The artifact's metadata: how the model was made, on what, its calibration and (unless
     disabled) the drift reference."""
@@ -396,6 +415,8 @@ def _metadata(
         },
         "device": str(device),
     }
+    if outline is not None:
+        metadata["outline_threshold"], metadata["metrics"]["val_pixel_iou"] = outline
     if reference is not None:
         metadata["reference"] = reference
     return metadata

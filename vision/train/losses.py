@@ -17,6 +17,23 @@ def cell_targets(mask: torch.Tensor, stride: int) -> torch.Tensor:
     )
 
 
+def cell_shares(mask: torch.Tensor, stride: int) -> torch.Tensor:
+    """(N, H, W) bool pixel masks -> (N, 1, h, w): each cell's share of defect pixels (cells
+    past the image's edge count the pixels inside only)."""
+    pixels = mask.float().unsqueeze(1)
+    kept = F.avg_pool2d(torch.ones_like(pixels), stride, stride, ceil_mode=True)
+    return F.avg_pool2d(pixels, stride, stride, ceil_mode=True) / kept.clamp_min(1e-6)
+
+
+def outline_loss(logits: torch.Tensor, shares: torch.Tensor) -> torch.Tensor:
+    """The outline head against each cell's defect share: cross-entropy cell by cell, plus a
+    soft Dice over the whole batch, so large areas count by their size (as pixel IoU does)
+    and a batch of clean crops still teaches "nothing here"."""
+    probabilities = torch.sigmoid(logits)
+    dice = 1 - (2 * (probabilities * shares).sum() + 1) / (probabilities.sum() + shares.sum() + 1)
+    return F.binary_cross_entropy_with_logits(logits, shares) + dice
+
+
 def mask_bag_loss(logits: torch.Tensor, cell_truth: torch.Tensor) -> torch.Tensor:
     """Coarse masks: the hottest cell inside each crop's mask is a defect, cells clear of the
     mask (by one cell) are clean, the rest inside is left alone."""

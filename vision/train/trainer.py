@@ -15,7 +15,13 @@ from vision.model import build_model, images_to_tensor
 from vision.train.config import TrainConfig
 from vision.train.crops import augment, crop_sample, flip_rotate, resize_batch, resize_mask
 from vision.train.good_only import synthesize
-from vision.train.losses import box_bag_loss, cell_targets, mask_bag_loss
+from vision.train.losses import (
+    box_bag_loss,
+    cell_shares,
+    cell_targets,
+    mask_bag_loss,
+    outline_loss,
+)
 from vision.train.mining import confusing_clean_cells, missed_defect_cells
 from vision.train.samples import Sample
 
@@ -124,13 +130,18 @@ class Trainer:
         """The loss of one fresh batch: image labels, plus whichever of cell masks, coarse-mask
         bags, box bags and a whole defect image (label only) the batch has."""
         batch = self._draw_batch()
-        logits, image_logits = self.model(batch.images)
+        outline_logits = None
+        if self.model.outline is not None:
+            logits, image_logits, outline_logits = self.model.forward_with_outline(batch.images)
+        else:
+            logits, image_logits = self.model(batch.images)
         target_labels = torch.tensor(batch.labels, dtype=torch.float32, device=self.device)
         loss = F.binary_cross_entropy_with_logits(image_logits, target_labels)
         for term in (
             self._fine_mask_loss(logits, batch),
             self._coarse_mask_loss(logits, batch),
             self._box_loss(logits, batch),
+            self._outline_loss(outline_logits, batch),
             # Drawn after the batch: its random draws come last in both streams.
             self._whole_image_loss(),
         ):
@@ -212,6 +223,15 @@ class Trainer:
             return None
         return mask_bag_loss(logits[chosen], self._cell_truth(batch, chosen))
 
+    def _outline_loss(self, logits: torch.Tensor | None, batch: Batch) -> torch.Tensor | None:
+        """The outline head on every crop whose pixels are all known (fine and coarse masks,
+        clean crops); crops known by boxes or a label only teach it nothing."""
+        chosen = [i for i, m in enumerate(batch.masks) if m is not None]
+        if logits is None or not chosen:
+            return None
+        masks = torch.from_numpy(np.stack([batch.masks[i] for i in chosen]))
+        return outline_loss(logits[chosen], cell_shares(masks, self.stride).to(self.device))
+
     def _cell_truth(self, batch: Batch, chosen: list[int]) -> torch.Tensor:
         masks = np.stack([batch.masks[i] for i in chosen])
         return cell_targets(torch.from_numpy(masks), self.stride).to(self.device)
@@ -233,6 +253,20 @@ class Trainer:
         whole = augment(images_to_tensor([sample.image]), self.generator).to(self.device)
         _, whole_logit = self.model(whole)
         return F.binary_cross_entropy_with_logits(whole_logit, torch.ones(1, device=self.device))
+
+    @torch.no_grad()
+    def outlines(self, samples: Sequence[Sample]) -> list[np.ndarray]:
+        """Each image's outline cells (probabilities); the model must have an outline head."""
+        self.model.eval()
+        result = []
+        for sample in samples:
+            images = images_to_tensor([sample.image]).to(self.device)
+            _, _, logits = self.model.forward_with_outline(images)
+            height, width = sample.image.shape[:2]
+            cells = logits[0, 0, : -(-height // self.stride), : -(-width // self.stride)]
+            result.append(torch.sigmoid(cells).cpu().numpy())
+        self.model.train()
+        return result
 
     @torch.no_grad()
     def scores(self, samples: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
