@@ -133,3 +133,19 @@ def test_a_trained_model_outlines_with_the_level_calibrated_on_its_validation_ma
     [prediction] = predictor.predict([image])
     assert prediction.outline.shape == prediction.heatmap.shape
     assert prediction.outline_threshold == metadata["outline_threshold"]
+
+
+def test_regions_off_the_outline_are_left_out_but_the_best_one_stays():
+    from vision.inference import Region, regions_on_outline
+
+    def region(box, score):
+        return Region(box=box, polygon=[], score=score)
+
+    outline = np.zeros((4, 6), dtype=np.float32)
+    outline[1, 4] = 0.8  # the area read-out sees a defect in this cell only
+    best_speck = region((0, 0, 8, 8), 0.9)  # off the outline, but the hottest: kept
+    on_area = region((28, 4, 44, 16), 0.6)  # reaches into cell (1, 4)
+    speck = region((8, 24, 16, 32), 0.5)  # a reflection: dropped
+    kept = regions_on_outline([best_speck, on_area, speck], outline, 0.5, 8)
+    assert kept == [best_speck, on_area]
+    assert regions_on_outline([], outline, 0.5, 8) == []
