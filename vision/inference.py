@@ -94,7 +94,8 @@ class ImagePrediction:
         blend = base * (1 - alpha * heat_array) + red * (alpha * heat_array)
         outline = self.outline_mask()
         if outline is not None and outline.shape == blend.shape[:2]:
-            blend[mask_edge(outline)] = OUTLINE_COLOUR
+            # 1 px per 512 px of width, so the line survives a page scaling the image down.
+            blend[mask_edge(outline, width=max(1, round(width / 512)))] = OUTLINE_COLOUR
         buffer = io.BytesIO()
         Image.fromarray(blend.clip(0, 255).astype(np.uint8)).save(buffer, format="PNG")
         return buffer.getvalue()
@@ -115,13 +116,17 @@ def upsample_cells(cells: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return full[0, 0, :height, :width].numpy()
 
 
-def mask_edge(mask: np.ndarray) -> np.ndarray:
-    """The pixels of a bool mask with a 4-neighbour outside it: its outline, 1 px wide."""
+def mask_edge(mask: np.ndarray, *, width: int = 1) -> np.ndarray:
+    """The pixels of a bool mask within `width` 4-neighbour steps of its outside: its outline,
+    drawn inward."""
     inner = mask.copy()
-    inner[1:, :] &= mask[:-1, :]
-    inner[:-1, :] &= mask[1:, :]
-    inner[:, 1:] &= mask[:, :-1]
-    inner[:, :-1] &= mask[:, 1:]
+    for _ in range(width):
+        eroded = inner.copy()
+        eroded[1:, :] &= inner[:-1, :]
+        eroded[:-1, :] &= inner[1:, :]
+        eroded[:, 1:] &= inner[:, :-1]
+        eroded[:, :-1] &= inner[:, 1:]
+        inner = eroded
     return mask & ~inner
 
 

@@ -84,6 +84,8 @@ def test_the_outline_is_drawn_on_the_overlay():
     assert mask[2, 2] and not mask[15, 15]
     edge = mask_edge(mask)
     assert edge.any() and not edge[2, 2]  # the boundary, not the inside
+    thick = mask_edge(mask, width=2)
+    assert (thick & edge).sum() == edge.sum() and thick.sum() > edge.sum() and not thick[0, 0]
     overlay = np.asarray(Image.open(io.BytesIO(prediction.heatmap_png())))
     assert tuple(overlay[edge][0]) == tuple(int(c) for c in OUTLINE_COLOUR)
     assert tuple(overlay[2, 2]) == (0, 0, 0)
