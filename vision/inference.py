@@ -57,13 +57,15 @@ class ImagePrediction:
     # (None for older models); outline_mask() turns it into the defect's area.
     outline: np.ndarray | None = field(default=None, repr=False)
     outline_threshold: float = 0.5
+    stride: int = 8  # pixels per heatmap and outline cell
 
     def outline_mask(self) -> np.ndarray | None:
         """bool (H, W): the pixels inside a defect's outline, or None without an outline head."""
         if self.outline is None:
             return None
         width, height = self.image_size
-        return upsample_cells(self.outline, (height, width)) >= self.outline_threshold
+        upsampled = upsample_cells(self.outline, (height, width), self.stride)
+        return upsampled >= self.outline_threshold
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -104,13 +106,12 @@ class ImagePrediction:
 OUTLINE_COLOUR = (255.0, 230.0, 0.0)
 
 
-def upsample_cells(cells: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def upsample_cells(cells: np.ndarray, size: tuple[int, int], stride: int) -> np.ndarray:
     """(h, w) per-cell values -> (H, W) float32 by bilinear interpolation between cell centres;
     the cells cover the image and its stride padding, so the grid is scaled by the stride and
     cropped to the image."""
     height, width = size
     rows, cols = cells.shape
-    stride = max(-(-height // rows), -(-width // cols))
     grid = torch.from_numpy(np.ascontiguousarray(cells, dtype=np.float32))[None, None]
     full = F.interpolate(grid, size=(rows * stride, cols * stride), mode="bilinear")
     return full[0, 0, :height, :width].numpy()
@@ -379,5 +380,6 @@ class Predictor:
                     embedding=embedding_rows[position].copy(),
                     outline=None if outline_rows is None else outline_rows[position],
                     outline_threshold=self.outline_threshold,
+                    stride=self.stride,
                 )
         return [result for result in results if result is not None]

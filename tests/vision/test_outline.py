@@ -48,11 +48,16 @@ def test_cell_shares_count_the_pixels_inside_the_image():
 def test_upsampled_cells_follow_the_cell_grid_and_crop_the_padding():
     cells = np.zeros((2, 3), dtype=np.float32)
     cells[0, 0] = 1.0
-    full = upsample_cells(cells, (13, 20))
+    full = upsample_cells(cells, (13, 20), 8)
     assert full.shape == (13, 20)
     assert full[0, 0] == pytest.approx(1.0)  # inside the hot cell
     assert full[12, 19] == pytest.approx(0.0)
     assert 0.0 < full[4, 8] < 1.0  # between the cell centres: blended
+    # 10x13 px at stride 8 is 2x2 cells: the grid is the stride's, not the shape's (7 px).
+    small = upsample_cells(np.array([[1.0, 0.0], [0.0, 0.0]], np.float32), (10, 13), 8)
+    assert small.shape == (10, 13) and small[:4, :4].min() == pytest.approx(1.0)
+    # Pixel 7's centre sits 7.5 / 8 - 0.5 = 0.4375 of the way to the next cell's centre.
+    assert small[0, 7] == pytest.approx(1 - 0.4375)
 
 
 def test_the_outline_level_is_the_one_with_the_best_validation_iou():
@@ -60,12 +65,12 @@ def test_the_outline_level_is_the_one_with_the_best_validation_iou():
     truth[:8, :8] = True
     cells = np.array([[0.9, 0.3], [0.3, 0.05]], dtype=np.float32)
     clean = np.zeros((16, 16), dtype=bool)
-    level, iou = outline_threshold_for([cells, np.full((2, 2), 0.2, np.float32)], [truth, clean])
+    level, iou = outline_threshold_for([cells, np.full((2, 2), 0.2, np.float32)], [truth, clean], 8)
     # Any level above the clean image's 0.2 and the neighbours' blend, below the hot cell's
     # centre: the exact square is out of reach of a blended outline, so IoU is high, not 1.
     assert 0.5 <= level <= 0.75
     assert iou > 0.5
-    assert outline_threshold_for([cells], [clean]) is None
+    assert outline_threshold_for([cells], [clean], 8) is None
 
 
 def test_the_outline_is_drawn_on_the_overlay():

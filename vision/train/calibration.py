@@ -82,7 +82,7 @@ OUTLINE_LEVELS = np.round(np.arange(0.1, 0.91, 0.05), 2)
 
 
 def outline_threshold_for(
-    outlines: list[np.ndarray], masks: list[np.ndarray]
+    outlines: list[np.ndarray], masks: list[np.ndarray], stride: int
 ) -> tuple[float, float] | None:
     """(level, pixel IoU there): the outline level with the best pixel IoU over the validation
     images whose pixels are all known (clean ones count: an outline there is all false), or
@@ -93,7 +93,7 @@ def outline_threshold_for(
     predicted = np.zeros(len(OUTLINE_LEVELS))
     true_total = 0
     for cells, mask in zip(outlines, masks, strict=True):
-        share = upsample_cells(cells, mask.shape)
+        share = upsample_cells(cells, mask.shape, stride)
         true_total += int(mask.sum())
         for index, level in enumerate(OUTLINE_LEVELS):
             inside = share >= level

@@ -214,7 +214,8 @@ def _outline_calibration(
     if trainer.model.outline is None:
         return None
     known = [sample for sample in val_samples if sample.pixel_mask is not None]
-    return outline_threshold_for(trainer.outlines(known), [sample.pixel_mask for sample in known])
+    masks = [sample.pixel_mask for sample in known]
+    return outline_threshold_for(trainer.outlines(known), masks, trainer.stride)
 
 
 def _labels(samples: Sequence[Sample]) -> np.ndarray:

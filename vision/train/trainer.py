@@ -117,10 +117,15 @@ class Trainer:
     def _cells_and_truth(self, sample: Sample) -> tuple[torch.Tensor, torch.Tensor]:
         """The model's cell logits over the whole image and the cell targets of its mask."""
         logits, _ = self.model(images_to_tensor([sample.image]).to(self.device))
-        height, width = sample.image.shape[:2]
-        cells = logits[0, 0, : -(-height // self.stride), : -(-width // self.stride)].cpu()
+        cells = self._own_cells(logits, sample).cpu()
         truth = cell_targets(torch.from_numpy(sample.pixel_mask)[None], self.stride)[0, 0]
         return cells, truth
+
+    def _own_cells(self, logits: torch.Tensor, sample: Sample) -> torch.Tensor:
+        """(1, 1, h', w') logits of one whole image -> (h, w): its own cells, the stride
+        padding left out."""
+        height, width = sample.image.shape[:2]
+        return logits[0, 0, : -(-height // self.stride), : -(-width // self.stride)]
 
     def _cell_centre(self, index: int, columns: int) -> tuple[int, int]:
         row, col = divmod(index, columns)
@@ -262,9 +267,7 @@ class Trainer:
         for sample in samples:
             images = images_to_tensor([sample.image]).to(self.device)
             _, _, logits = self.model.forward_with_outline(images)
-            height, width = sample.image.shape[:2]
-            cells = logits[0, 0, : -(-height // self.stride), : -(-width // self.stride)]
-            result.append(torch.sigmoid(cells).cpu().numpy())
+            result.append(torch.sigmoid(self._own_cells(logits, sample)).cpu().numpy())
         self.model.train()
         return result
 
@@ -275,8 +278,7 @@ class Trainer:
         result, peaks = [], []
         for sample in samples:
             logits, image_logit = self.model(images_to_tensor([sample.image]).to(self.device))
-            height, width = sample.image.shape[:2]
-            cells = logits[0, 0, : -(-height // self.stride), : -(-width // self.stride)]
+            cells = self._own_cells(logits, sample)
             result.append(torch.sigmoid(image_logit).item())
             peaks.append(torch.sigmoid(cells.max()).item())
         self.model.train()
