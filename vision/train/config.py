@@ -63,8 +63,13 @@ class TrainConfig:
     # Clean images whose statistics, embeddings and scores go into the artifact as the drift
     # monitoring's reference (see vision.reference); 0: none.
     reference_images: int = 300
+    # Threads for the network; None: all cores but one, which draws the next batch meanwhile.
     threads: int | None = None
     device: str = "auto"
+    # The forward pass of training: "auto" takes bfloat16 where the device computes it natively
+    # (a CPU with AMX or AVX-512 BF16, a CUDA GPU that has it), else float32; "float32" or
+    # "bfloat16" to insist. Weights, the loss, validation and serving stay float32.
+    precision: str = "auto"
     max_steps: int | None = None  # hard cap for tests and smoke runs
     # New models outline defect areas (ModelConfig.outline); older artifacts load without it.
     model: ModelConfig = field(default_factory=lambda: ModelConfig(outline=True))

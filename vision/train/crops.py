@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from vision.model import NORMALIZATION
 from vision.train.samples import Sample
 
 
@@ -55,17 +56,52 @@ def crop_sample(
     return image, mask, boxes, label
 
 
-def augment(batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Lighting and sensor variation on normalised (N, 3, H, W) crops, in place. The sensor
-    noise is one value per pixel shared by the channels (luminance noise, what a camera's
-    noise mostly is): a third of the random numbers, which were a tenth of a training step."""
-    n = batch.shape[0]
+def augmented_batch(
+    crops: list[np.ndarray],
+    size: int,
+    generator: torch.Generator,
+    normalization: dict | None = None,
+) -> torch.Tensor:
+    """Same-size (S, S, 3) uint8 crops -> normalised, augmented (N, 3, size, size) floats,
+    channels-last: resized to `size` (bilinear) when S differs, then lighting and sensor
+    variation. Normalising and augmenting are one affine map per crop and channel, applied in
+    one pass with the noise; the separate passes (normalise, pad, resize, scale, shift, add)
+    were most of the time it took to draw a batch."""
+    pixels = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float()
+    if pixels.shape[-1] != size or pixels.shape[-2] != size:
+        pixels = resize_batch(pixels, size)
+    return augment(pixels, generator, normalization=normalization)
+
+
+def whole_image(image: np.ndarray, stride: int, generator: torch.Generator) -> torch.Tensor:
+    """A whole (H, W, 3) uint8 image -> a normalised, augmented (1, 3, H', W') batch, padded
+    up to the stride with its edge pixels."""
+    pixels = torch.from_numpy(image[None]).permute(0, 3, 1, 2).float()
+    pad_h, pad_w = (-image.shape[0]) % stride, (-image.shape[1]) % stride
+    if pad_h or pad_w:
+        pixels = F.pad(pixels, (0, pad_w, 0, pad_h), mode="replicate")
+    return augment(pixels.contiguous(memory_format=torch.channels_last), generator)
+
+
+def augment(
+    pixels: torch.Tensor, generator: torch.Generator, *, normalization: dict | None = None
+) -> torch.Tensor:
+    """Lighting and sensor variation on (N, 3, H, W) 0..255 float pixels, normalised on the way
+    (in place): a gain per crop and a colour cast per channel, an offset, and sensor noise, one
+    value per pixel shared by the channels (luminance noise, what a camera's noise mostly is)."""
+    n = pixels.shape[0]
+    normalization = normalization or NORMALIZATION
+    mean = torch.tensor(normalization["mean"]).view(1, 3, 1, 1) * 255.0
+    std = torch.tensor(normalization["std"]).view(1, 3, 1, 1) * 255.0
     gain = 1.0 + (torch.rand(n, 1, 1, 1, generator=generator) - 0.5) * 0.6
     colour = 1.0 + (torch.rand(n, 3, 1, 1, generator=generator) - 0.5) * 0.2
     offset = (torch.rand(n, 1, 1, 1, generator=generator) - 0.5) * 0.4
-    noise = torch.randn((n, 1, *batch.shape[2:]), generator=generator)
-    noise.mul_(torch.rand(n, 1, 1, 1, generator=generator) * 0.06).add_(offset)
-    return batch.mul_(gain * colour).add_(noise)
+    noise = torch.randn((n, 1, *pixels.shape[2:]), generator=generator)
+    noise.mul_(torch.rand(n, 1, 1, 1, generator=generator) * 0.06)
+    # ((x - mean) / std) * gain * colour + offset + noise = x * scale + shift + noise
+    scale = gain * colour / std
+    shift = offset - mean * scale
+    return pixels.mul_(scale).add_(shift).add_(noise)
 
 
 def flip_rotate(
@@ -89,12 +125,23 @@ def resize_batch(images: torch.Tensor, size: int) -> torch.Tensor:
     return resized.contiguous(memory_format=torch.channels_last)
 
 
+def resize_masks(masks: list[np.ndarray | None], size: int) -> list[np.ndarray | None]:
+    """Square bool masks (None: no mask) resized to size x size together (see resize_mask)."""
+    present = [i for i, mask in enumerate(masks) if mask is not None]
+    if not present:
+        return list(masks)
+    stacked = torch.from_numpy(np.stack([masks[i] for i in present]))[:, None].float()
+    if stacked.shape[-1] > size:
+        stacked = F.adaptive_max_pool2d(stacked, size)
+    else:
+        stacked = F.interpolate(stacked, size=(size, size), mode="nearest")
+    resized = list(masks)
+    for row, index in enumerate(present):
+        resized[index] = stacked[row, 0].numpy() > 0
+    return resized
+
+
 def resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     """A square bool mask resized to size x size; a thin stroke survives shrinking (a pixel is a
     defect when any pixel it covers was)."""
-    tensor = torch.from_numpy(np.ascontiguousarray(mask)).float()[None, None]
-    if mask.shape[0] > size:
-        tensor = F.adaptive_max_pool2d(tensor, size)
-    else:
-        tensor = F.interpolate(tensor, size=(size, size), mode="nearest")
-    return tensor[0, 0].numpy() > 0
+    return resize_masks([mask], size)[0]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,7 +15,7 @@ from torch.nn import functional as F
 
 from vision.model import build_model, images_to_tensor
 from vision.train.config import TrainConfig
-from vision.train.crops import augment, crop_sample, flip_rotate, resize_batch, resize_mask
+from vision.train.crops import augmented_batch, crop_sample, flip_rotate, resize_masks, whole_image
 from vision.train.good_only import synthesize
 from vision.train.losses import (
     box_bag_loss,
@@ -39,6 +41,28 @@ class Batch:
     boxes: list[tuple[Box, ...]]  # weak boxes, in crop pixels
     labels: list[int]  # 1 when the crop shows a defect
     coarse: list[bool]  # the mask outlines an area: trained as a bag
+    # Now and then a defect known only by its label, shown whole (normalised, augmented).
+    whole: torch.Tensor | None = None
+
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def training_precision(wanted: str, device: torch.device) -> str:
+    """The precision of the training forward pass: bfloat16 under autocast where the device
+    has it in hardware (a third off a CPU training step on AMX; weights stay float32), else
+    float32. Emulated bfloat16 would be slower than float32, so "auto" never takes it."""
+    if wanted not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {wanted!r}")
+    if wanted != "auto":
+        return wanted
+    if device.type == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    native = (
+        getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+        or getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    )
+    return "bfloat16" if device.type == "cpu" and native else "float32"
 
 
 class Trainer:
@@ -60,6 +84,7 @@ class Trainer:
         self.device = device
         self.rng = random.Random(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)
+        self.precision = training_precision(config.precision, device)
         self.model = build_model(config.model).to(device).to(memory_format=torch.channels_last)
         self.stride = config.model.stride
         self.defects = [s for s in samples if s.label == 1]
@@ -131,15 +156,20 @@ class Trainer:
         row, col = divmod(index, columns)
         return row * self.stride + self.stride // 2, col * self.stride + self.stride // 2
 
-    def batch_loss(self) -> torch.Tensor:
-        """The loss of one fresh batch: image labels, plus whichever of cell masks, coarse-mask
-        bags, box bags and a whole defect image (label only) the batch has."""
-        batch = self._draw_batch()
+    def batch_loss(self, batch: Batch | None = None) -> torch.Tensor:
+        """The loss of one batch (a fresh one unless given): image labels, plus whichever of
+        cell masks, coarse-mask bags, box bags and a whole defect image (label only) the batch
+        has. The forward pass runs in the trainer's reduced precision where it has one."""
+        batch = batch or self.draw_batch()
         outline_logits = None
-        if self.model.outline is not None:
-            logits, image_logits, outline_logits = self.model.forward_with_outline(batch.images)
-        else:
-            logits, image_logits = self.model(batch.images)
+        with self._autocast():
+            if self.model.outline is not None:
+                logits, image_logits, outline_logits = self.model.forward_with_outline(batch.images)
+            else:
+                logits, image_logits = self.model(batch.images)
+            whole_logit = None if batch.whole is None else self.model(batch.whole)[1]
+        logits, image_logits = logits.float(), image_logits.float()
+        outline_logits = None if outline_logits is None else outline_logits.float()
         target_labels = torch.tensor(batch.labels, dtype=torch.float32, device=self.device)
         loss = F.binary_cross_entropy_with_logits(image_logits, target_labels)
         for term in (
@@ -147,16 +177,35 @@ class Trainer:
             self._coarse_mask_loss(logits, batch),
             self._box_loss(logits, batch),
             self._outline_loss(outline_logits, batch),
-            # Drawn after the batch: its random draws come last in both streams.
-            self._whole_image_loss(),
+            self._whole_image_loss(whole_logit),
         ):
             if term is not None:
                 loss = loss + term
         return loss
 
-    def _draw_batch(self) -> Batch:
+    def prefetched(self, count: int) -> Iterator[Batch]:
+        """`count` fresh batches, each drawn in a background thread while the caller trains on
+        the one before: drawing a batch (crops, zoom, augmentation) took 40% of a training step
+        on one core, and torch lets go of the GIL in most of it, so it runs on the other core
+        (or beside the GPU). One thread draws them in order, so a seed gives the same batches;
+        the draw in flight is finished before the generator closes (mining draws from the same
+        random streams)."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batches") as pool:
+            pending = pool.submit(self.draw_batch) if count > 0 else None
+            for index in range(count):
+                batch = pending.result()
+                pending = pool.submit(self.draw_batch) if index + 1 < count else None
+                yield batch
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "float32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def draw_batch(self) -> Batch:
         """batch_size crops, defect and clean in turn, flipped and turned, zoomed when
-        scale_jitter is set, then augmented."""
+        scale_jitter is set, then augmented; now and then a whole defect image known only by
+        its label (drawn last: the order of the random draws is the seed's)."""
         config = self.config
         crops, masks, boxes_list, labels, coarse = [], [], [], [], []
         source = config.crop
@@ -177,22 +226,19 @@ class Trainer:
             boxes_list.append(boxes)
             labels.append(label)
             coarse.append(is_coarse)
-        images = images_to_tensor(crops)
+        images = augmented_batch(crops, config.crop, self.generator).to(self.device)
         if source != config.crop:
-            images = resize_batch(images, config.crop)
-        images = augment(images, self.generator).to(self.device)
-        return Batch(images, masks, boxes_list, labels, coarse)
+            masks = resize_masks(masks, config.crop)
+        return Batch(images, masks, boxes_list, labels, coarse, self._whole_image())
 
     def _crop(
         self, sample: Sample, centre: tuple[int, int] | None, source: int
     ) -> tuple[np.ndarray, np.ndarray | None, tuple[Box, ...], int]:
-        """A source x source crop with its targets scaled to the training crop, flipped and
-        turned unless it has boxes."""
-        crop = self.config.crop
+        """A source x source crop with its mask (resized with the batch) and its boxes scaled
+        to the training crop, flipped and turned unless it has boxes."""
         image, mask, boxes, label = crop_sample(sample, source, self.rng, centre)
-        if source != crop:
-            factor = crop / source
-            mask = None if mask is None else resize_mask(mask, crop)
+        if source != self.config.crop:
+            factor = self.config.crop / source
             boxes = tuple(tuple(int(round(value * factor)) for value in box) for box in boxes)
         if boxes:
             # Rotating boxes is fiddly and their loss is loose anyway: keep their orientation.
@@ -207,8 +253,6 @@ class Trainer:
         other = self.oks[self.rng.randrange(len(self.oks))]
         image, _, _, _ = self._crop(sample, None, source)
         image, mask = synthesize(image, self.rng, other=other.image)
-        if source != self.config.crop:
-            mask = resize_mask(mask, self.config.crop)
         return image, mask, (), 1
 
     def _fine_mask_loss(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor | None:
@@ -250,14 +294,17 @@ class Trainer:
         ]
         return torch.stack(losses).mean() if losses else None
 
-    def _whole_image_loss(self) -> torch.Tensor | None:
+    def _whole_image(self) -> torch.Tensor | None:
         """Now and then a defect known only by its label, shown whole: it must score high."""
         if not (self.whole and self.rng.random() < len(self.whole) / max(1, len(self.defects))):
             return None
         sample = self.whole[self.rng.randrange(len(self.whole))]
-        whole = augment(images_to_tensor([sample.image]), self.generator).to(self.device)
-        _, whole_logit = self.model(whole)
-        return F.binary_cross_entropy_with_logits(whole_logit, torch.ones(1, device=self.device))
+        return whole_image(sample.image, self.stride, self.generator).to(self.device)
+
+    def _whole_image_loss(self, logit: torch.Tensor | None) -> torch.Tensor | None:
+        if logit is None:
+            return None
+        return F.binary_cross_entropy_with_logits(logit.float(), torch.ones_like(logit.float()))
 
     @torch.no_grad()
     def outlines(self, samples: Sequence[Sample]) -> list[np.ndarray]:

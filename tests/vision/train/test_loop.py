@@ -84,7 +84,7 @@ def test_only_good_images_train_a_good_only_model_on_synthesised_defects():
     samples = [load_sample(item) for item in oks]
     trainer = Trainer(samples, replace(config, rotate=True, scale_jitter=0.3), torch.device("cpu"),
                       synthetic_defects=True)  # fmt: skip
-    batch = trainer._draw_batch()
+    batch = trainer.draw_batch()
     assert batch.labels == [1, 0] * (config.batch_size // 2)
     crops = list(zip(batch.masks, batch.labels, strict=True))
     assert all(mask.any() for mask, label in crops if label)
