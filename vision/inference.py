@@ -21,6 +21,7 @@ from vision.model import (
     ScratchNet,
     centred_images_to_tensor,
     fold_for_inference,
+    fused_for_cpu,
     normalization_mean_255,
 )
 
@@ -256,6 +257,8 @@ class Predictor:
         self._net = fold_for_inference(model, normalization).to(self.device)
         # The same modules, split at the head, so one pass gives heatmaps and embeddings.
         self._features, self._head = self._net[:-1], self._net[-1]
+        if self.device.type == "cpu":
+            self._features = fused_for_cpu(self._features)
         self._outline = None
         if model.outline is not None:
             self._outline = copy.deepcopy(model.outline).eval().to(self.device)

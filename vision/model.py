@@ -166,20 +166,26 @@ def centred_images_to_tensor(
     (0..255 scale), for a net from fold_for_inference; on `device` (the uint8 pixels go there
     first, then become floats).
 
-    The permuted view of the HWC pixels already has channels-last strides, so the float
-    conversion is the only full copy; dividing by the std lives in the first convolution.
+    The pixels become floats in their own (N, H, W, 3) order, and the channels-last view of
+    that is what the first convolution reads: converting the permuted view instead, or
+    subtracting a per-channel mean over a last axis of 3, took 3.4-5 ms of a 1024x576 image
+    against 1.4 ms. Dividing by the std lives in the first convolution.
     """
     pixels = images[0][None] if len(images) == 1 else np.stack(images)
     batch = torch.from_numpy(np.ascontiguousarray(pixels))
     if device is not None and device.type != "cpu":
         batch = batch.to(device, non_blocking=True)
-    batch = batch.permute(0, 3, 1, 2).float()
-    batch -= torch.tensor(mean, dtype=torch.float32, device=batch.device).view(1, 3, 1, 1)
-    height, width = batch.shape[-2:]
+    centred = batch.to(torch.float32)
+    if len(set(mean)) == 1:
+        centred.sub_(float(mean[0]))  # a scalar: one vectorised pass (1.4 ms against 3.8)
+    else:
+        centred.sub_(torch.tensor(mean, dtype=torch.float32, device=centred.device))
+    centred = centred.permute(0, 3, 1, 2)
+    height, width = centred.shape[-2:]
     pad_h, pad_w = (-height) % stride, (-width) % stride
     if pad_h or pad_w:
-        batch = nn.functional.pad(batch, (0, pad_w, 0, pad_h), mode="replicate")
-    return batch.contiguous(memory_format=torch.channels_last)
+        centred = nn.functional.pad(centred, (0, pad_w, 0, pad_h), mode="replicate")
+    return centred.contiguous(memory_format=torch.channels_last)
 
 
 def normalization_mean_255(normalization: dict | None = None) -> list[float]:
@@ -211,3 +217,63 @@ def fold_for_inference(model: ScratchNet, normalization: dict | None = None) -> 
         layers.extend([folded, nn.ReLU(inplace=True)])
     net = nn.Sequential(*layers, copy.deepcopy(model.head)).eval()
     return net.to(memory_format=torch.channels_last)
+
+
+class ConvReLUChain(nn.Module):
+    """Folded convolutions, each with its ReLU done inside the convolution (oneDNN's fused
+    post-op, the call torch's own compiler makes for conv + relu on the CPU): one pass over
+    each output instead of a second one for the ReLU. On a 1024x576 image the first
+    convolution's output alone is 4.7 MB, more than a core's cache, and the separate ReLU was
+    8% of inference in a web process. The plain layers' numbers up to float rounding (checked
+    when made: `fused_for_cpu` keeps the plain ones where the fused call differs or is
+    missing)."""
+
+    def __init__(self, convolutions: Sequence[nn.Conv2d]) -> None:
+        super().__init__()
+        self.convolutions = nn.ModuleList(convolutions)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        for conv in self.convolutions:
+            images = _CONV_RELU(
+                images,
+                conv.weight,
+                conv.bias,
+                list(conv.padding),
+                list(conv.stride),
+                list(conv.dilation),
+                conv.groups,
+                "relu",
+                [],
+                "",
+            )
+        return images
+
+
+_CONV_RELU = getattr(getattr(torch.ops, "mkldnn", None), "_convolution_pointwise", None)
+
+
+def fused_for_cpu(features: nn.Sequential) -> nn.Module:
+    """`features` (Conv2d, ReLU pairs from fold_for_inference) as a ConvReLUChain when this
+    torch has oneDNN's fused call and it gives the same output on a probe image; else as
+    they are."""
+    layers = list(features)
+    pairs = list(zip(layers[::2], layers[1::2], strict=False))
+    if (
+        _CONV_RELU is None
+        or len(layers) % 2
+        or not all(
+            isinstance(conv, nn.Conv2d) and isinstance(relu, nn.ReLU) for conv, relu in pairs
+        )
+    ):
+        return features
+    chain = ConvReLUChain([conv for conv, _ in pairs]).eval()
+    probe = torch.randn(
+        1, layers[0].in_channels, 40, 56, generator=torch.Generator().manual_seed(0)
+    )
+    probe = probe.mul(60).contiguous(memory_format=torch.channels_last)
+    try:
+        with torch.inference_mode():
+            same = torch.allclose(chain(probe), features(probe), rtol=1e-5, atol=1e-4)
+    except RuntimeError:  # a torch built without oneDNN
+        return features
+    return chain if same else features

@@ -1,6 +1,7 @@
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,8 @@ from vision.images import (
     load_image,
     load_mask,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _gradient(width: int = 48, height: int = 32) -> np.ndarray:
@@ -249,3 +252,35 @@ def test_the_default_pixel_cap_is_16_megapixels():
     with pytest.raises(ImageError) as caught:
         decode_image(_png_header_only(4000, 4000))  # 16 MP: past the cap check, then cut short
     assert caught.value.code == "truncated"
+
+
+JPEG_KINDS = [
+    ("RGB", {"subsampling": 0}),  # 4:4:4
+    ("RGB", {"subsampling": 1}),  # 4:2:2
+    ("RGB", {"subsampling": 2, "quality": 90}),  # 4:2:0, what stations send
+    ("RGB", {"progressive": True}),
+    ("RGB", {"restart_marker_blocks": 4}),
+    ("L", {}),  # grayscale (the magnetic tiles)
+    ("CMYK", {}),  # not libjpeg-turbo's to turn into RGB: Pillow does
+]
+
+
+@pytest.mark.parametrize(("mode", "options"), JPEG_KINDS)
+def test_jpegs_decode_to_the_pixels_pillow_gives(mode, options):
+    """The JPEG fast path (simplejpeg) gives Pillow's pixels bit for bit, so a model scores a
+    capture as it scored the same file before."""
+    image = Image.fromarray(_gradient(97, 61)).convert(mode)
+    data = _save(image, "JPEG", **options)
+    expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    decoded = decode_image(data)
+    assert decoded.shape == (61, 97, 3) and decoded.flags.writeable
+    np.testing.assert_array_equal(decoded, expected)
+
+
+def test_dataset_jpegs_decode_to_the_pixels_pillow_gives():
+    images = sorted((ROOT.parent / "shared" / "datasets").glob("*/images/*.jpg"))
+    assert len(images) > 100  # shared/datasets beside the checkout (CI copies it there)
+    for path in images[::10]:
+        data = path.read_bytes()
+        expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        np.testing.assert_array_equal(decode_image(data), expected)

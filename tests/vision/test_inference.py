@@ -8,7 +8,7 @@ from PIL import Image
 
 from vision.artifacts import load_artifact, save_artifact
 from vision.inference import Predictor, heatmap_regions, inference_device
-from vision.model import ScratchNet, centred_images_to_tensor, images_to_tensor
+from vision.model import ConvReLUChain, ScratchNet, centred_images_to_tensor, images_to_tensor
 from vision.synth import synth_phone
 
 
@@ -184,3 +184,17 @@ def test_an_artifact_without_a_reference_serves_with_reference_none(tmp_path):
     assert predictor.reference is None
     [prediction] = predictor.predict([synth_phone(seed=11, size=(64, 36)).image])
     assert prediction.embedding.shape == (32,)
+
+
+def test_served_layers_with_their_relus_fused_give_the_plain_layers_numbers(tiny_artifact):
+    """On the CPU each served convolution runs with its ReLU in one oneDNN call (one pass over
+    memory less); the heatmap is the plain layers' up to float rounding (oneDNN may pick
+    another kernel for a small image)."""
+    predictor = Predictor.from_artifact(tiny_artifact)
+    assert isinstance(predictor._features, ConvReLUChain)
+    image = synth_phone(seed=5, size=(256, 144)).image
+    batch = centred_images_to_tensor([image], mean=predictor._mean, stride=predictor.stride)
+    with torch.inference_mode():
+        plain = predictor._head(predictor._net[:-1](batch))
+        fused = predictor._head(predictor._features(batch))
+    assert torch.allclose(plain, fused, rtol=0, atol=1e-5)
