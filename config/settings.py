@@ -273,6 +273,10 @@ SERVING_DEVICE = env("SERVING_DEVICE") or "auto"
 CAPTURE_THREADS = env_int("CAPTURE_THREADS", 4)
 # How long each web process keeps a line's deployments (0: read them for every capture).
 SERVING_DEPLOYMENT_CACHE_SECONDS = float(env("SERVING_DEPLOYMENT_CACHE_SECONDS") or 2)
+# How long each web process keeps a station found by its token, with its line's settings (0:
+# read them for every request). A disabled or rotated token, and a line's new level or
+# thresholds, reach every capture within this time.
+STATION_AUTH_CACHE_SECONDS = float(env("STATION_AUTH_CACHE_SECONDS") or 2)
 # How long a broken artifact is remembered before serving tries to load it again.
 SERVING_ERROR_RETRY_SECONDS = env_int("SERVING_ERROR_RETRY_SECONDS", 30)
 

@@ -84,6 +84,7 @@ def _isolated_storage(settings, tmp_path):
     settings.BLOB_CACHE_ROOT = tmp_path / "blob-cache"
     # Tests change deployments between captures: read them every time.
     settings.SERVING_DEPLOYMENT_CACHE_SECONDS = 0
+    settings.STATION_AUTH_CACHE_SECONDS = 0  # and lines and tokens
     serving.clear()
     yield
     serving.clear()

@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.db import transaction
 
-from core.authentication import token_generate, token_hash
+from core.authentication import stations_forget, token_generate, token_hash
 from core.errors import ApplicationError
 from core.models import AutomationLevel, LineSettingsChange, OutagePolicy, ProductionLine, Station
 from core.roles import Role, user_has_role
@@ -133,6 +133,9 @@ def line_settings_update(*, line: ProductionLine, user: Any, **changes: Any) -> 
         line=line, changed_by=user if getattr(user, "pk", None) else None, changes=diff
     )
     events.line_changed_on_commit(line=line, changes=diff)
+    # Stations found by token carry their line: this process reads it again at once (others
+    # within STATION_AUTH_CACHE_SECONDS).
+    transaction.on_commit(stations_forget)
     return line
 
 
@@ -172,4 +175,5 @@ def station_token_rotate(*, station: Station) -> NewStation:
     station.token_hash = token_hash(token)
     station.token_prefix = token[:8]
     station.save(update_fields=["token_hash", "token_prefix"])
+    transaction.on_commit(stations_forget)  # the old token stops here at once
     return NewStation(station, token)
