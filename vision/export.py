@@ -11,7 +11,13 @@ import torch
 from torch import nn
 
 from vision.artifacts import file_sha256, load_artifact
-from vision.model import NORMALIZATION, ScratchNet, fold_for_inference, normalization_mean_255
+from vision.model import (
+    FLIP_VIEWS,
+    NORMALIZATION,
+    ScratchNet,
+    fold_for_inference,
+    normalization_mean_255,
+)
 
 # Exported graphs take float32 RGB in 0..255, NCHW, height and width multiples of the stride,
 # and return (heatmap probabilities (N, 1, H/stride, W/stride), image scores (N,)).
@@ -42,25 +48,41 @@ def _normalization_tensors(normalization: dict) -> tuple[torch.Tensor, torch.Ten
 
 
 class _Deployable(nn.Module):
-    def __init__(self, model: ScratchNet, normalization: dict):
+    """The served model as one graph: heatmap and score, the score over the image and its
+    flips when the artifact serves with test-time flips (as the server scores it)."""
+
+    def __init__(self, model: ScratchNet, normalization: dict, *, flips: bool = False):
         super().__init__()
         self.net = fold_for_inference(model, normalization)
         self.top_k = model.config.top_k
+        self.flips = flips
         mean = torch.tensor(normalization_mean_255(normalization)).view(1, 3, 1, 1)
         self.register_buffer("mean", mean)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.net(images - self.mean)
+        centred = images - self.mean
+        count = centred.shape[0]
+        if self.flips:
+            centred = torch.cat([centred] + [centred.flip(d) for d in FLIP_VIEWS[1:]])
+        logits = self.net(centred)
         flat = logits.flatten(1)
-        scores = torch.sigmoid(flat.topk(self.top_k, dim=1).values.mean(dim=1))
-        return torch.sigmoid(logits), scores
+        image_logits = flat.topk(self.top_k, dim=1).values.mean(dim=1)
+        if self.flips:
+            image_logits = image_logits.reshape(len(FLIP_VIEWS), count).mean(dim=0)
+        return torch.sigmoid(logits[:count]), torch.sigmoid(image_logits)
 
 
-def _eager_reference(model: ScratchNet, normalization: dict, images: torch.Tensor) -> tuple:
+def _eager_reference(
+    model: ScratchNet, normalization: dict, images: torch.Tensor, *, flips: bool = False
+) -> tuple:
     """The unfused training-time model: what the export must reproduce."""
     mean, std = _normalization_tensors(normalization)
+    normalised = (images - mean) / std
     with torch.inference_mode():
-        logits, image_logits = model((images - mean) / std)
+        logits, image_logits = model(normalised)
+        if flips:
+            views = [model(normalised.flip(dims))[1] for dims in FLIP_VIEWS[1:]]
+            image_logits = torch.stack([image_logits, *views]).mean(dim=0)
     return torch.sigmoid(logits), torch.sigmoid(image_logits)
 
 
@@ -97,7 +119,8 @@ def export_torchscript(
 ) -> ExportReport:
     loaded = load_artifact(artifact)
     normalization = loaded.metadata.get("normalization", NORMALIZATION)
-    module = _Deployable(loaded.model, normalization).eval()
+    flips = bool(loaded.metadata.get("test_time_flips", False))
+    module = _Deployable(loaded.model, normalization, flips=flips).eval()
     stride = loaded.model.config.stride
     example = _parity_input(stride, parity_size)
     with torch.inference_mode():
@@ -108,8 +131,8 @@ def export_torchscript(
     reloaded = torch.jit.load(str(out))
     with torch.inference_mode():
         actual = reloaded(example)
-    diff = _max_diff(_eager_reference(loaded.model, normalization, example), actual)
-    return _report(out, "torchscript", diff, stride)
+    expected = _eager_reference(loaded.model, normalization, example, flips=flips)
+    return _report(out, "torchscript", _max_diff(expected, actual), stride)
 
 
 def export_onnx(
@@ -121,7 +144,8 @@ def export_onnx(
 
     loaded = load_artifact(artifact)
     normalization = loaded.metadata.get("normalization", NORMALIZATION)
-    module = _Deployable(loaded.model, normalization).eval()
+    flips = bool(loaded.metadata.get("test_time_flips", False))
+    module = _Deployable(loaded.model, normalization, flips=flips).eval()
     stride = loaded.model.config.stride
     example = _parity_input(stride, parity_size)
     out = Path(out)
@@ -151,5 +175,5 @@ def export_onnx(
         raise ExportError(f"ONNX export failed: {error}") from error
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     actual = session.run(None, {"images": example.numpy().astype(np.float32)})
-    diff = _max_diff(_eager_reference(loaded.model, normalization, example), tuple(actual))
-    return _report(out, "onnx", diff, stride)
+    expected = _eager_reference(loaded.model, normalization, example, flips=flips)
+    return _report(out, "onnx", _max_diff(expected, tuple(actual)), stride)

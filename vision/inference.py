@@ -20,9 +20,12 @@ from vision.metrics import connected_components
 from vision.model import (
     ScratchNet,
     centred_images_to_tensor,
+    flipped_views,
     fold_for_inference,
     fused_for_cpu,
+    image_logits,
     normalization_mean_255,
+    views_mean,
 )
 
 MAX_REGIONS = 20
@@ -263,6 +266,8 @@ class Predictor:
         if model.outline is not None:
             self._outline = copy.deepcopy(model.outline).eval().to(self.device)
         self.outline_threshold: float = float(metadata.get("outline_threshold", 0.5))
+        # Scored as the mean of the image and its flips (FLIP_VIEWS), when training chose it.
+        self.test_time_flips: bool = bool(metadata.get("test_time_flips", False))
         self.top_k = model.config.top_k
         self.stride: int = model.config.stride
         thresholds = metadata.get("thresholds", {})
@@ -308,25 +313,32 @@ class Predictor:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Same-size images -> ((N, h, w) heatmap logits, (N, D) embeddings), both over the
         images' own extent (the stride padding left out)."""
-        logits, embeddings, _ = self._forward(images)
+        logits, embeddings, _, _ = self._forward(images)
         return logits, embeddings
 
     @torch.inference_mode()
     def _forward(
         self, images: Sequence[np.ndarray]
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """logits_and_embeddings() plus the outline head's probabilities (N, h, w), if any."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """logits_and_embeddings() plus the outline head's probabilities (N, h, w), if any, and
+        the image logits (N,): of the image alone, or with test-time flips the mean over its
+        views (the heatmap, outline and embedding are the image's own either way)."""
         batch = centred_images_to_tensor(
             images, mean=self._mean, stride=self.stride, device=self.device
         )
+        count = batch.shape[0]
+        if self.test_time_flips:
+            batch = flipped_views(batch)
         features = self._features(batch)
         height, width = images[0].shape[:2]
         rows, cols = -(-height // self.stride), -(-width // self.stride)
-        logits = self._head(features)[:, 0, :rows, :cols]
+        every_logit = self._head(features)[:, 0, :rows, :cols]
+        scores = views_mean(image_logits(every_logit, self.top_k), batch.shape[0] // count)
+        features, logits = features[:count], every_logit[:count]
         outline = None
         if self._outline is not None:
             outline = torch.sigmoid(self._outline(features)[:, 0, :rows, :cols])
-        return logits, image_embeddings(features[:, :, :rows, :cols]), outline
+        return logits, image_embeddings(features[:, :, :rows, :cols]), outline, scores
 
     def predict(self, images: Sequence[np.ndarray]) -> list[ImagePrediction]:
         """Score each (H, W, 3) uint8 RGB image; same-size images run as one batch."""
@@ -340,10 +352,8 @@ class Predictor:
             by_size.setdefault(image.shape, []).append(index)
         for indices in by_size.values():
             started = time.perf_counter()
-            logits, embeddings, outlines = self._forward([images[i] for i in indices])
-            flat = logits.flatten(1)
-            k = min(self.top_k, flat.shape[1])
-            scores = torch.sigmoid(flat.topk(k, dim=1).values.mean(dim=1)).tolist()
+            logits, embeddings, outlines, image_logit = self._forward([images[i] for i in indices])
+            scores = torch.sigmoid(image_logit).tolist()
             heatmaps = torch.sigmoid(logits).cpu().numpy()
             embedding_rows = embeddings.cpu().numpy()
             outline_rows = None if outlines is None else outlines.cpu().numpy()

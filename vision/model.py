@@ -118,6 +118,27 @@ def image_logits(heatmap_logits: torch.Tensor, top_k: int) -> torch.Tensor:
     return flat.topk(k, dim=1).values.mean(dim=1)
 
 
+# Test-time flips: each image as it is, mirrored left-right, upside down, and both (turned
+# half-way): views training shows every surface in (flips, and two quarter turns, are always
+# in the augmentation). A model whose artifact says `test_time_flips` scores an image as the
+# mean of the four views' image logits; its heatmap, outline and embedding are the first
+# view's. (Dims of an (N, C, H, W) batch.)
+FLIP_VIEWS: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))
+
+
+def flipped_views(batch: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (4N, C, H, W): the batch, then each flip of it (FLIP_VIEWS); the
+    height and width are multiples of the stride already, so each view's cells are the
+    same image cells mirrored."""
+    views = [batch] + [batch.flip(dims) for dims in FLIP_VIEWS[1:]]
+    return torch.cat(views).contiguous(memory_format=torch.channels_last)
+
+
+def views_mean(values: torch.Tensor, views: int) -> torch.Tensor:
+    """(V * N, ...) per-view values, views first -> (N, ...): their mean over the views."""
+    return values.reshape(views, -1, *values.shape[1:]).mean(dim=0)
+
+
 def _outline_head(channels: int) -> nn.Sequential:
     hidden = channels // 2
     head = nn.Sequential(

@@ -198,3 +198,29 @@ def test_served_layers_with_their_relus_fused_give_the_plain_layers_numbers(tiny
         plain = predictor._head(predictor._net[:-1](batch))
         fused = predictor._head(predictor._features(batch))
     assert torch.allclose(plain, fused, rtol=0, atol=1e-5)
+
+
+def test_test_time_flips_score_the_mean_of_the_views_and_draw_the_image_itself(
+    flips_artifact, tmp_path
+):
+    """With test-time flips the score is the mean image logit of the image and its three
+    flips; the heatmap, regions and embedding are the image's own, as without flips."""
+    flipped = Predictor.from_artifact(flips_artifact)
+    loaded = load_artifact(flips_artifact)
+    assert flipped.test_time_flips and loaded.metadata["test_time_flips"] is True
+    one_view = Predictor(loaded.model, {**loaded.metadata, "test_time_flips": False})
+    image = synth_phone(seed=8, size=(100, 61), defect_types=["scratch"]).image  # padded
+    [with_flips] = flipped.predict([image])
+    [alone] = one_view.predict([image])
+    views = [image, image[:, ::-1], image[::-1], image[::-1, ::-1]]
+    batch = torch.cat(
+        [images_to_tensor([np.ascontiguousarray(view)]) for view in views[:1]]
+        + [images_to_tensor([image]).flip(dims) for dims in ((3,), (2,), (2, 3))]
+    )
+    with torch.no_grad():
+        _, view_logits = loaded.model(batch)
+    assert with_flips.score == pytest.approx(torch.sigmoid(view_logits.mean()).item(), abs=1e-5)
+    assert with_flips.score != pytest.approx(alone.score, abs=1e-6)
+    np.testing.assert_allclose(with_flips.heatmap, alone.heatmap, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(with_flips.embedding, alone.embedding, rtol=0, atol=1e-6)
+    assert [r.box for r in with_flips.regions] == [r.box for r in alone.regions]

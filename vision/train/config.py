@@ -57,6 +57,9 @@ class TrainConfig:
     # Quarter turns in augmentation (flips always). Off for surfaces whose texture has a fixed
     # direction (ground magnetic tiles), where a turned crop shows a surface that never occurs.
     rotate: bool | None = None
+    # Serve the mean score of the image and its flips (vision.model.FLIP_VIEWS): four passes
+    # of the network. None: chosen from the image size (vision.train.recipe).
+    test_time_flips: bool | None = None
     # Zoom augmentation: each batch is cropped at crop * exp(U(-j, j)) and resized to `crop`,
     # for parts photographed at varying distances or downscaled (0: off).
     scale_jitter: float | None = None
@@ -71,6 +74,9 @@ class TrainConfig:
     # "bfloat16" to insist. Weights, the loss, validation and serving stay float32.
     precision: str = "auto"
     max_steps: int | None = None  # hard cap for tests and smoke runs
+    # Each epoch is judged, and the best kept, on an exponential moving average of the weights
+    # (and BatchNorm's statistics) with this decay per step; 0: the weights as trained.
+    weight_average_decay: float = 0.0
     # New models outline defect areas (ModelConfig.outline); older artifacts load without it.
     model: ModelConfig = field(default_factory=lambda: ModelConfig(outline=True))
 

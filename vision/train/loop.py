@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from vision.artifacts import save_artifact
 from vision.datasets import Item, split_items
@@ -85,7 +86,8 @@ def train(
     fit = _fit(trainer, val_samples, budget, report, stop)
     if fit.best_state is not None:
         trainer.model.load_state_dict(fit.best_state)
-    val_scores, val_peaks = trainer.scores(val_samples)
+    # Calibrated on the scores as served: with test-time flips when the recipe chose them.
+    val_scores, val_peaks = trainer.scores(val_samples, flips=config.test_time_flips)
     outline = _outline_calibration(trainer, val_samples)
     trainer.model.eval()  # scores() leaves the model in training mode
     model = trainer.model.cpu()
@@ -249,6 +251,8 @@ def _fit(
         trainer.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
     _set_learning_rate(optimizer, config.learning_rate, 0.0)
+    average = _weight_average(trainer.model, config.weight_average_decay)
+    judged = average.module if average is not None else trainer.model
     val_labels = _labels(val_samples)
     fit = _Fit()
     best_key = (-math.inf, -math.inf)
@@ -256,8 +260,8 @@ def _fit(
     for epoch in range(1, config.max_epochs + 1):
         if epoch > 1:
             trainer.mine_hard_examples()
-        epoch_losses = _train_epoch(trainer, optimizer, fit, epoch, budget, report, stop)
-        val_scores, _ = trainer.scores(val_samples)
+        epoch_losses = _train_epoch(trainer, optimizer, average, fit, epoch, budget, report, stop)
+        val_scores, _ = trainer.scores(val_samples, model=judged)
         metrics = validation_metrics(val_labels, val_scores)
         entry = {
             "epoch": epoch,
@@ -272,7 +276,7 @@ def _fit(
         key = (metrics.get("val_auroc", 0.0), -metrics["val_loss"])
         if key > best_key:
             best_key, fit.best_epoch = key, epoch
-            fit.best_state = copy.deepcopy(trainer.model.state_dict())
+            fit.best_state = copy.deepcopy(judged.state_dict())
         reason = _stop_reason(config, budget, fit, epoch)
         if reason is not None:
             fit.stopped_because = reason
@@ -283,6 +287,7 @@ def _fit(
 def _train_epoch(
     trainer: Trainer,
     optimizer: torch.optim.Optimizer,
+    average: AveragedModel | None,
     fit: _Fit,
     epoch: int,
     budget: _Budget,
@@ -299,6 +304,8 @@ def _train_epoch(
             if stop():
                 raise TrainingCancelled(f"cancelled at epoch {epoch}, step {fit.steps}")
             losses.append(_train_step(trainer, optimizer, batch, fit, budget))
+            if average is not None:
+                average.update_parameters(trainer.model)
             elapsed = budget.elapsed()
             report(
                 {
@@ -327,6 +334,15 @@ def _train_step(
     fit.steps += 1
     _set_learning_rate(optimizer, trainer.config.learning_rate, budget.progress(fit.steps))
     return loss.item()
+
+
+def _weight_average(model: torch.nn.Module, decay: float) -> AveragedModel | None:
+    """An exponential moving average of the weights and BatchNorm statistics (None when the
+    decay is 0). The last epochs' weights, taken one at a time, differ by chance from epoch to
+    epoch; their average is what the epochs agree on, and the best epoch is chosen on it."""
+    if not decay:
+        return None
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _stop_reason(config: TrainConfig, budget: _Budget, fit: _Fit, epoch: int) -> str | None:
@@ -378,7 +394,9 @@ def _reference(
         clean_train = [item for item in train_items if item.label == "ok"]
         items = clean + clean_train[: config.reference_images - len(clean)]
         source = "validation and training images"
-    predictor = Predictor(model, {"normalization": NORMALIZATION})
+    predictor = Predictor(
+        model, {"normalization": NORMALIZATION, "test_time_flips": config.test_time_flips}
+    )
     return reference_sample(
         predictor, items, limit=config.reference_images, seed=config.seed, source=source
     )
@@ -420,6 +438,7 @@ def _metadata(
             val_peaks[val_labels == 0], config.region_threshold
         ),
         "kind": recipe["kind"],
+        "test_time_flips": config.test_time_flips,
         "recipe": recipe,
         "train_config": config.to_dict(),
         "training_data": _training_data(train_items, val_items),

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from vision.model import build_model, images_to_tensor
+from vision.model import build_model, flipped_views, images_to_tensor, views_mean
 from vision.train.config import TrainConfig
 from vision.train.crops import augmented_batch, crop_sample, flip_rotate, resize_masks, whole_image
 from vision.train.good_only import synthesize
@@ -319,14 +319,25 @@ class Trainer:
         return result
 
     @torch.no_grad()
-    def scores(self, samples: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
-        """Each image's score and its hottest heatmap cell (both probabilities)."""
-        self.model.eval()
+    def scores(
+        self,
+        samples: Sequence[Sample],
+        model: torch.nn.Module | None = None,
+        *,
+        flips: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each image's score and its hottest heatmap cell (both probabilities), by the model in
+        training or by `model` (its average); with `flips`, the score as served with test-time
+        flips (the mean of the views' image logits)."""
+        scoring = model or self.model
+        scoring.eval()
         result, peaks = [], []
         for sample in samples:
-            logits, image_logit = self.model(images_to_tensor([sample.image]).to(self.device))
-            cells = self._own_cells(logits, sample)
-            result.append(torch.sigmoid(image_logit).item())
+            batch = images_to_tensor([sample.image]).to(self.device)
+            views = flipped_views(batch) if flips else batch
+            logits, image_logit = scoring(views)
+            cells = self._own_cells(logits[:1], sample)
+            result.append(torch.sigmoid(views_mean(image_logit, len(views))).item())
             peaks.append(torch.sigmoid(cells.max()).item())
         self.model.train()
         return np.array(result), np.array(peaks)

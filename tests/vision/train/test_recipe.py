@@ -60,3 +60,20 @@ def test_what_the_user_set_is_kept():
     assert (config.rotate, config.patience) == (True, 5)
     kept = [c for c in recipe["choices"] if not c["chosen"]]
     assert {c["setting"] for c in kept} == {"rotate", "patience"}
+
+
+def test_small_parts_are_scored_with_test_time_flips_and_captures_in_one_pass():
+    parts = [sample(grained(s, shape=(300, 250))) for s in range(4)] + [
+        sample(grained(9, shape=(300, 250)), label=1)
+    ]
+    config, recipe = choose(TrainConfig(), parts, validation_count=40)
+    assert config.test_time_flips is True
+    reasons = {c["setting"]: c["reason"] for c in recipe["choices"]}
+    assert "cost less than one 1024x576 capture" in reasons["test_time_flips"]
+    phones = [sample(plain(s, shape=(576, 1024))) for s in range(3)] + [
+        sample(plain(7, shape=(576, 1024)), label=1)
+    ]
+    config, _ = choose(TrainConfig(), phones, validation_count=40)
+    assert config.test_time_flips is False
+    config, _ = choose(TrainConfig(test_time_flips=True), phones, validation_count=40)
+    assert config.test_time_flips is True  # the user's choice
