@@ -74,9 +74,6 @@ class TrainConfig:
     # "bfloat16" to insist. Weights, the loss, validation and serving stay float32.
     precision: str = "auto"
     max_steps: int | None = None  # hard cap for tests and smoke runs
-    # Each epoch is judged, and the best kept, on an exponential moving average of the weights
-    # (and BatchNorm's statistics) with this decay per step; 0: the weights as trained.
-    weight_average_decay: float = 0.0
     # New models outline defect areas (ModelConfig.outline); older artifacts load without it.
     model: ModelConfig = field(default_factory=lambda: ModelConfig(outline=True))
 

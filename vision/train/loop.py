@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from vision.artifacts import save_artifact
 from vision.datasets import Item, split_items
@@ -251,8 +250,6 @@ def _fit(
         trainer.model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
     _set_learning_rate(optimizer, config.learning_rate, 0.0)
-    average = _weight_average(trainer.model, config.weight_average_decay)
-    judged = average.module if average is not None else trainer.model
     val_labels = _labels(val_samples)
     fit = _Fit()
     best_key = (-math.inf, -math.inf)
@@ -260,8 +257,8 @@ def _fit(
     for epoch in range(1, config.max_epochs + 1):
         if epoch > 1:
             trainer.mine_hard_examples()
-        epoch_losses = _train_epoch(trainer, optimizer, average, fit, epoch, budget, report, stop)
-        val_scores, _ = trainer.scores(val_samples, model=judged)
+        epoch_losses = _train_epoch(trainer, optimizer, fit, epoch, budget, report, stop)
+        val_scores, _ = trainer.scores(val_samples)
         metrics = validation_metrics(val_labels, val_scores)
         entry = {
             "epoch": epoch,
@@ -276,7 +273,7 @@ def _fit(
         key = (metrics.get("val_auroc", 0.0), -metrics["val_loss"])
         if key > best_key:
             best_key, fit.best_epoch = key, epoch
-            fit.best_state = copy.deepcopy(judged.state_dict())
+            fit.best_state = copy.deepcopy(trainer.model.state_dict())
         reason = _stop_reason(config, budget, fit, epoch)
         if reason is not None:
             fit.stopped_because = reason
@@ -287,7 +284,6 @@ def _fit(
 def _train_epoch(
     trainer: Trainer,
     optimizer: torch.optim.Optimizer,
-    average: AveragedModel | None,
     fit: _Fit,
     epoch: int,
     budget: _Budget,
@@ -304,8 +300,6 @@ def _train_epoch(
             if stop():
                 raise TrainingCancelled(f"cancelled at epoch {epoch}, step {fit.steps}")
             losses.append(_train_step(trainer, optimizer, batch, fit, budget))
-            if average is not None:
-                average.update_parameters(trainer.model)
             elapsed = budget.elapsed()
             report(
                 {
@@ -334,15 +328,6 @@ def _train_step(
     fit.steps += 1
     _set_learning_rate(optimizer, trainer.config.learning_rate, budget.progress(fit.steps))
     return loss.item()
-
-
-def _weight_average(model: torch.nn.Module, decay: float) -> AveragedModel | None:
-    """An exponential moving average of the weights and BatchNorm statistics (None when the
-    decay is 0). The last epochs' weights, taken one at a time, differ by chance from epoch to
-    epoch; their average is what the epochs agree on, and the best epoch is chosen on it."""
-    if not decay:
-        return None
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _stop_reason(config: TrainConfig, budget: _Budget, fit: _Fit, epoch: int) -> str | None:

@@ -327,7 +327,7 @@ class Trainer:
         flips: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Each image's score and its hottest heatmap cell (both probabilities), by the model in
-        training or by `model` (its average); with `flips`, the score as served with test-time
+        training or by `model`; with `flips`, the score as served with test-time
         flips (the mean of the views' image logits)."""
         scoring = model or self.model
         scoring.eval()
