@@ -5,7 +5,11 @@
 
 1. One capture at a time (`--n`): p50/p95/p99 of the station's round trip.
 2. The same images decoded and predicted in this process (`inprocess_ms`, the floor) and
-   the ratio of the station's p50 to it.
+   the ratio of the station's p50 to it. Captures and in-process runs alternate in blocks of
+   `--block` images, so both are measured within the same second or two: on a shared machine
+   whose speed drifts by a quarter over minutes, a floor measured after all the captures moved
+   the ratio by up to 0.3 between runs of the same code. (Alternating every image instead makes
+   each side start cold after the other's model run.)
 3. `--loaded-n` captures from `--concurrency` stations at once: captures per second and p99.
 It also reports the server's own step times (the Server-Timing header: decode, stats,
 predict, store, db) so the remainder is HTTP, parsing and the framework.
@@ -80,32 +84,41 @@ def find_model(client: httpx.Client, line: str) -> Path | None:
     return None
 
 
-def inprocess_ms(model: Path, images: list[bytes], rounds: int) -> dict[str, float]:
-    import torch
+class Floor:
+    """The in-process decode+predict of one image at a time, on one thread, as a web worker
+    serves it (SERVING_THREADS=1)."""
 
-    from vision.images import decode_image
-    from vision.inference import Predictor
+    def __init__(self, model: Path, images: list[bytes]) -> None:
+        import torch
 
-    torch.set_num_threads(1)
-    predictor = Predictor.from_artifact(model, threads=1)
-    decode, predict = [], []
-    for data in images[:4]:  # warm up
-        predictor.predict([decode_image(data, max_pixels=40_000_000)])
-    for _ in range(rounds):
-        for data in images:
-            t0 = time.perf_counter()
-            image = decode_image(data, max_pixels=40_000_000)
-            t1 = time.perf_counter()
-            predictor.predict([image])
-            t2 = time.perf_counter()
-            decode.append((t1 - t0) * 1000)
-            predict.append((t2 - t1) * 1000)
-    total = [d + p for d, p in zip(decode, predict, strict=True)]
-    return {
-        "inprocess_ms": statistics.median(total),
-        "inprocess_decode_ms": statistics.median(decode),
-        "inprocess_predict_ms": statistics.median(predict),
-    }
+        from vision.inference import Predictor
+
+        torch.set_num_threads(1)
+        self.predictor = Predictor.from_artifact(model, threads=1)
+        self.decode: list[float] = []
+        self.predict: list[float] = []
+        for data in images[:4]:  # warm up
+            self.run(data, record=False)
+
+    def run(self, data: bytes, *, record: bool = True) -> None:
+        from vision.images import decode_image
+
+        t0 = time.perf_counter()
+        image = decode_image(data, max_pixels=40_000_000)
+        t1 = time.perf_counter()
+        self.predictor.predict([image])
+        t2 = time.perf_counter()
+        if record:
+            self.decode.append((t1 - t0) * 1000)
+            self.predict.append((t2 - t1) * 1000)
+
+    def summary(self) -> dict[str, float]:
+        total = [d + p for d, p in zip(self.decode, self.predict, strict=True)]
+        return {
+            "inprocess_ms": statistics.median(total),
+            "inprocess_decode_ms": statistics.median(self.decode),
+            "inprocess_predict_ms": statistics.median(self.predict),
+        }
 
 
 def main() -> None:
@@ -123,6 +136,9 @@ def main() -> None:
     parser.add_argument("--loaded-n", type=int, default=0, help="captures under load (def. 2n)")
     parser.add_argument("--size", default="1024x576")
     parser.add_argument("--distinct", type=int, default=48, help="distinct synthetic images")
+    parser.add_argument(
+        "--block", type=int, default=25, help="captures, then as many in-process runs, in turn"
+    )
     parser.add_argument("--model", help="artifact for the in-process floor")
     parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--json", action="store_true")
@@ -145,14 +161,19 @@ def main() -> None:
     with httpx.Client(base_url=args.url, headers=headers, timeout=60) as client:
         for data in images[:8]:  # warm the server: model loaded, connections open
             post(client, args.line, data)
-        latencies, timings, verdicts = [], [], {}
-        for i in range(args.n):
-            elapsed, timing, body = post(client, args.line, images[i % len(images)])
-            latencies.append(elapsed)
-            timings.append(timing)
-            key = body["verdict"] or body["status"]
-            verdicts[key] = verdicts.get(key, 0) + 1
         model = Path(args.model) if args.model else find_model(client, args.line)
+        floor = Floor(model, images) if model and model.exists() else None
+        latencies, timings, verdicts = [], [], {}
+        for start in range(0, args.n, args.block):
+            block = [images[i % len(images)] for i in range(start, min(args.n, start + args.block))]
+            for data in block:
+                elapsed, timing, body = post(client, args.line, data)
+                latencies.append(elapsed)
+                timings.append(timing)
+                key = body["verdict"] or body["status"]
+                verdicts[key] = verdicts.get(key, 0) + 1
+            for data in block if floor is not None else ():
+                floor.run(data)
 
     results.update(
         p50_ms=percentile(latencies, 50),
@@ -168,10 +189,9 @@ def main() -> None:
         statistics.median(lat - sum(t.values()) for lat, t in zip(latencies, timings, strict=True)),
         3,
     )
-    if model and model.exists():
-        floor = inprocess_ms(model, images, rounds=max(1, args.n // len(images)))
-        results.update(floor)
-        results["ratio_p50_to_inprocess"] = results["p50_ms"] / floor["inprocess_ms"]
+    if floor is not None:
+        results.update(floor.summary())
+        results["ratio_p50_to_inprocess"] = results["p50_ms"] / results["inprocess_ms"]
     else:
         results["inprocess_ms"] = None
         results["ratio_p50_to_inprocess"] = None

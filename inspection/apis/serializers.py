@@ -1,6 +1,7 @@
 """What the capture APIs answer: a capture as the station sees it, and as the inspector's page
 shows it (image URLs, level, claim). The model's output appears where the policy showed it."""
 
+import threading
 import uuid
 from typing import Any
 
@@ -99,8 +100,20 @@ class CaptureOutputSerializer(serializers.Serializer):
         return None
 
 
+_output_serializers = threading.local()
+
+
+def capture_output(capture) -> dict[str, Any]:
+    """`CaptureOutputSerializer(capture).data`, from a serializer made once per thread: making
+    one binds a deep copy of its 18 fields, 0.4 ms of the station's wait for its answer."""
+    serializer = getattr(_output_serializers, "serializer", None)
+    if serializer is None:
+        serializer = _output_serializers.serializer = CaptureOutputSerializer()
+    return serializer.to_representation(capture)
+
+
 def capture_response(capture, code: int = status.HTTP_200_OK) -> Response:
-    return Response(CaptureOutputSerializer(capture).data, status=code)
+    return Response(capture_output(capture), status=code)
 
 
 _URL_PLACEHOLDER = uuid.UUID(int=0)

@@ -397,3 +397,21 @@ def test_shadow_model_runs_off_the_request_path(
     roles = dict(Prediction.objects.filter(capture_id=body["id"]).values_list("role", "score"))
     assert roles == {"production": pytest.approx(0.1), "shadow": pytest.approx(0.8)}
     assert body["model"]["role"] == "production"
+
+
+def test_the_answer_is_the_output_serializers_for_captures_in_turn(line, station, deployment):
+    """The answer comes from one serializer per thread, reused: each capture's answer is still
+    exactly what a serializer of its own gives, whatever the capture before it was."""
+    from inspection.apis.serializers import CaptureOutputSerializer, capture_output
+    from inspection.selectors import capture_get
+
+    client = client_for(station)
+    decided = post_capture(client, key="decided").json()
+    line.automation_level = "manual"  # then pending, without the model's output
+    line.save()
+    pending = post_capture(client, key="pending", data=image_bytes(seed=3)).json()
+    assert (decided["status"], pending["status"]) == ("decided", "pending")
+    assert decided["model"] is not None and pending["model"] is None
+    for body in (decided, pending, decided):
+        capture = capture_get(capture_id=body["id"])
+        assert capture_output(capture) == CaptureOutputSerializer(capture).data == body

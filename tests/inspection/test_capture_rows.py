@@ -5,7 +5,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.forms.models import model_to_dict
 from django.utils import timezone
 
@@ -129,6 +129,6 @@ def test_a_second_capture_with_the_same_key_writes_nothing():
     capture_rows_insert(capture=first[0], predictions=first[1], decision=first[2])
     again = _rows(station, versions, roles=["production"], acting="production")
     again[0].idempotency_key = first[0].idempotency_key
-    with pytest.raises(IntegrityError):
+    with pytest.raises(IntegrityError), transaction.atomic():
         capture_rows_insert(capture=again[0], predictions=again[1], decision=again[2])
     assert Capture.objects.count() == Decision.objects.count() == Prediction.objects.count() == 1
