@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import math
+import threading
 from typing import Any, NoReturn
 
 from asgiref.sync import sync_to_async
@@ -179,6 +180,19 @@ def _no_constants(name: str) -> None:
     raise ValueError(f"{name} is not a number")
 
 
+_input_serializers = threading.local()
+
+
+def _input_serializer(cls: type[serializers.Serializer]) -> serializers.Serializer:
+    """One serializer per thread for the station's capture form, reused: `run_validation` is
+    what `is_valid` runs (the same checks and errors), and making a serializer at each request
+    deep-copies its fields."""
+    serializer = getattr(_input_serializers, "serializer", None)
+    if serializer is None:
+        serializer = _input_serializers.serializer = cls()
+    return serializer
+
+
 class CaptureCollectionApi(APIView):
     """POST: a station sends a capture. GET: captures, newest first, with filters."""
 
@@ -231,9 +245,7 @@ class CaptureCollectionApi(APIView):
                 code="too_large",
                 status=413,
             )
-        serializer = self.InputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = _input_serializer(self.InputSerializer).run_validation(request.data)
         upload = data["image"]
         if upload.size > settings.CAPTURE_MAX_BYTES:
             raise ApplicationError(
