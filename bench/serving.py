@@ -12,7 +12,7 @@
    each side start cold after the other's model run.)
 3. `--loaded-n` captures from `--concurrency` stations at once: captures per second and p99.
 It also reports the server's own step times (the Server-Timing header: decode, stats,
-predict, store, db) so the remainder is HTTP, parsing and the framework.
+predict, db) so the remainder is HTTP, parsing and the framework.
 
 The model for the in-process floor is `--model PATH`, or the line's production model found
 through the API in MODELS_ROOT (default ./artifacts) when the server runs on this machine.

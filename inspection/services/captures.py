@@ -106,7 +106,7 @@ def _edge_model_version(edge: EdgeDecision) -> ModelVersion:
 class IngestResult:
     capture: Capture
     created: bool
-    # Milliseconds per step (decode, stats, predict, store, db): the API sends them as a
+    # Milliseconds per step (decode, stats, predict, db): the API sends them as a
     # Server-Timing header, so a benchmark sees where a station's wait goes.
     timings: dict[str, float] = field(default_factory=dict)
 
