@@ -105,7 +105,7 @@ _output_serializers = threading.local()
 
 def capture_output(capture) -> dict[str, Any]:
     """`CaptureOutputSerializer(capture).data`, from a serializer made once per thread: making
-    one binds a deep copy of its 18 fields, 0.4 ms of the station's wait for its answer."""
+    one binds a deep copy of its 19 fields (under cProfile, 0.9 ms of the answer's 1.3 ms)."""
     serializer = getattr(_output_serializers, "serializer", None)
     if serializer is None:
         serializer = _output_serializers.serializer = CaptureOutputSerializer()
