@@ -184,13 +184,15 @@ _input_serializers = threading.local()
 
 
 def _input_serializer(cls: type[serializers.Serializer]) -> serializers.Serializer:
-    """One serializer per thread for the station's capture form, reused: `run_validation` is
-    what `is_valid` runs (the same checks and errors), and making a serializer at each request
-    deep-copies its fields."""
-    serializer = getattr(_input_serializers, "serializer", None)
-    if serializer is None:
-        serializer = _input_serializers.serializer = cls()
-    return serializer
+    """One serializer of `cls` per thread, reused (the station's capture form): `run_validation`
+    is what `is_valid` runs (the same checks and errors), and making a serializer at each
+    request deep-copies its fields."""
+    made = getattr(_input_serializers, "made", None)
+    if made is None:
+        made = _input_serializers.made = {}
+    if cls not in made:
+        made[cls] = cls()
+    return made[cls]
 
 
 class CaptureCollectionApi(APIView):
