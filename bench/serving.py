@@ -178,8 +178,9 @@ def main() -> None:
                 timings.append(timing)
                 key = body["verdict"] or body["status"]
                 verdicts[key] = verdicts.get(key, 0) + 1
-            for data in block if floor is not None else ():
-                floor.run(data)
+            if floor is not None:
+                for data in block:
+                    floor.run(data)
 
     results.update(
         p50_ms=percentile(latencies, 50),
@@ -196,6 +197,7 @@ def main() -> None:
         3,
     )
     if floor is not None:
+        floor.thread.shutdown()
         results.update(floor.summary())
         results["ratio_p50_to_inprocess"] = results["p50_ms"] / results["inprocess_ms"]
     else:

@@ -6,7 +6,6 @@ import contextlib
 import json
 import logging
 import math
-import threading
 from typing import Any, NoReturn
 
 from asgiref.sync import sync_to_async
@@ -35,6 +34,7 @@ from inspection.apis.serializers import (
     RegionSerializer,
     capture_response,
     inspector_response,
+    thread_serializer,
 )
 from inspection.models import DecisionStatus
 
@@ -180,21 +180,6 @@ def _no_constants(name: str) -> None:
     raise ValueError(f"{name} is not a number")
 
 
-_input_serializers = threading.local()
-
-
-def _input_serializer(cls: type[serializers.Serializer]) -> serializers.Serializer:
-    """One serializer of `cls` per thread, reused (the station's capture form): `run_validation`
-    is what `is_valid` runs (the same checks and errors), and making a serializer at each
-    request deep-copies its fields."""
-    made = getattr(_input_serializers, "made", None)
-    if made is None:
-        made = _input_serializers.made = {}
-    if cls not in made:
-        made[cls] = cls()
-    return made[cls]
-
-
 class CaptureCollectionApi(APIView):
     """POST: a station sends a capture. GET: captures, newest first, with filters."""
 
@@ -247,7 +232,7 @@ class CaptureCollectionApi(APIView):
                 code="too_large",
                 status=413,
             )
-        data = _input_serializer(self.InputSerializer).run_validation(request.data)
+        data = thread_serializer(self.InputSerializer).run_validation(request.data)
         upload = data["image"]
         if upload.size > settings.CAPTURE_MAX_BYTES:
             raise ApplicationError(
