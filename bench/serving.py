@@ -11,8 +11,9 @@
    the ratio by up to 0.3 between runs of the same code. (Alternating every image instead makes
    each side start cold after the other's model run.)
 3. `--loaded-n` captures from `--concurrency` stations at once: captures per second and p99.
-It also reports the server's own step times (the Server-Timing header: decode, stats,
-predict, db) so the remainder is HTTP, parsing and the framework.
+It also reports the server's own step times (the Server-Timing header: decode, predict,
+beside (the wait for the statistics and the image's file, done beside the model), db) so the
+remainder is HTTP, parsing and the framework.
 
 The model for the in-process floor is `--model PATH`, or the line's production model found
 through the API in MODELS_ROOT (default ./artifacts) when the server runs on this machine.

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import OperationalError
 from PIL import Image
 from rest_framework.test import APIClient
 
 from inspection.models import Capture, Decision, Prediction
+from inspection.services import captures
 from labeling.models import LabelTask
 from tests.factories import (
     DeploymentFactory,
@@ -178,6 +180,26 @@ def test_same_idempotency_key_with_another_image_is_a_conflict(station, deployme
     assert Capture.objects.count() == 1
     assert len(stored_files()) == 1
     assert post_capture(client, key="same").status_code == 200  # the first image still replays
+
+
+def database_gone(**kwargs):
+    raise OperationalError("server closed the connection unexpectedly")
+
+
+def test_rows_that_fail_to_go_in_leave_no_file(station, deployment, monkeypatch):
+    # The image's file is written before the rows: it goes again when they cannot go in.
+    monkeypatch.setattr(captures, "capture_rows_insert", database_gone)
+    response = post_capture(client_for(station))
+    assert response["Retry-After"] == "5"
+    assert_nothing_stored(response, 503, "database_unavailable")
+
+
+def test_a_failed_capture_keeps_the_file_another_capture_names(station, deployment, monkeypatch):
+    assert post_capture(client_for(station), key="first").status_code == 201
+    monkeypatch.setattr(captures, "capture_rows_insert", database_gone)
+    assert post_capture(client_for(station), key="second").status_code == 503
+    [stored] = stored_files()  # the same image: the first capture's file stays
+    assert Capture.objects.get().image == stored.relative_to(settings.MEDIA_ROOT).as_posix()
 
 
 def test_same_key_from_another_station_is_another_capture(line, station, deployment):
