@@ -39,7 +39,11 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--access-log", action="store_true")
+    parser.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log every request (uvicorn's access log, as JSON lines); off by default",
+    )
     parser.add_argument("--child-fd", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_fd is not None:

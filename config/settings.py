@@ -152,6 +152,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
         f"-c max_parallel_workers_per_gather={env_int('DB_PARALLEL_WORKERS', 0)}"
     )
+    # Statements sent with their parameters apart (the capture's rows, inspection/services/
+    # captures.py) are prepared on a connection after 5 runs: PostgreSQL stops parsing and
+    # planning them each time. Django's own queries bind their parameters into the text and are
+    # never prepared. Off (0) behind PgBouncer in transaction mode older than 1.21.
+    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = (
+        5 if env_bool("DB_PREPARED_STATEMENTS", True) else None
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     if DATABASES["default"]["NAME"] not in ("", ":memory:"):
         # A fresh checkout has no var/ yet: SQLite cannot create a file in a missing folder.

@@ -19,6 +19,7 @@ import math
 import time
 
 from django.conf import settings
+from django.core.cache import DEFAULT_CACHE_ALIAS, caches
 from django.core.cache.backends.redis import RedisCache
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -73,6 +74,13 @@ class WindowThrottle(SimpleRateThrottle):
 
     cache_format = "throttle:%(scope)s:%(ident)s"
 
+    @property
+    def cache(self):
+        # The cache object itself (one per thread). DRF's class attribute is Django's `cache`
+        # proxy, no RedisCache instance: with it `_redis_client` never saw Redis, and each
+        # request took Django's `incr` instead (EXISTS, then INCRBY, on a client made anew).
+        return caches[DEFAULT_CACHE_ALIAS]
+
     def get_rate(self) -> str | None:
         # Read at each request: DRF's own copy of DEFAULT_THROTTLE_RATES is taken at import, so
         # a changed setting (a test's) would not apply. A scope without a rate is not throttled.
@@ -100,13 +108,14 @@ class WindowThrottle(SimpleRateThrottle):
         try:
             client = _redis_client(self.cache)
             if client is not None:
-                # One round trip: INCR creates the key at 1; the expiry is set once, by the
-                # window's first request (NX), and outlives the window.
+                # One round trip: the window's first request creates the key at 0 with its
+                # expiry (SET NX, which outlives the window), then INCR counts. (EXPIRE NX would
+                # need Redis 7.)
                 stored_key = self.cache.make_and_validate_key(key)
                 pipeline = client.pipeline(transaction=False)
+                pipeline.set(stored_key, 0, ex=self.duration + 5, nx=True)
                 pipeline.incr(stored_key)
-                pipeline.expire(stored_key, self.duration + 5, nx=True)
-                return int(pipeline.execute()[0])
+                return int(pipeline.execute()[1])
             try:
                 return self.cache.incr(key)
             except ValueError:  # the window's first request: no key yet

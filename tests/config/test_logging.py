@@ -245,3 +245,5 @@ def test_a_capture_request_id_reaches_the_worker_logs(
     assert any("succeeded" in x["message"] for x in tagged), worker_lines[-10:]
     web_lines = [json.loads(x) for x in web_log.read_text().splitlines() if x.startswith("{")]
     assert any("Started server process" in x["message"] for x in web_lines)
+    # uvicorn's access log, on by default, in the same JSON lines
+    assert any("POST /api/v1/captures" in x["message"] for x in web_lines), web_lines[-5:]

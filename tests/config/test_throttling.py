@@ -3,6 +3,8 @@ in our error shape with Retry-After, and requests let through when the cache is 
 lockout: 429 with Retry-After and a page for a username and address after repeated failures."""
 
 import logging
+import threading
+import uuid
 from datetime import timedelta
 from types import SimpleNamespace
 from urllib.parse import urlparse
@@ -200,6 +202,51 @@ def test_the_counts_are_kept_in_redis(redis_url, settings, rates, clock):
         assert 0 < server.ttl(keys[0]) <= 65  # gone soon after its minute
     finally:
         server.flushdb()
+
+
+@pytest.mark.integration
+def test_a_request_is_counted_in_one_round_trip_to_redis(redis_url, settings, rates, clock):
+    """The count is one pipelined round trip: SET NX (the window's key and its expiry), INCRBY.
+    Not Django's `cache.incr`, which asks twice (EXISTS, then INCRBY) and took a new client
+    at each call: that was what every request did while the throttle held Django's `cache`
+    proxy, in which it could not see Redis."""
+    url = urlparse(redis_url)._replace(path="/14").geturl()
+    server = redis.Redis.from_url(url)
+    prefix = f"throttle-trip-{uuid.uuid4().hex[:8]}"
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": prefix,
+        }
+    }
+    rates(station="100/min")
+    station = station_with_token()
+    seen: list[str] = []
+    listening = threading.Event()
+
+    def watch() -> None:
+        with server.monitor() as monitor:
+            listening.set()
+            while True:
+                command = monitor.next_command()["command"]
+                if command == f"ECHO {prefix}-done":
+                    return
+                if prefix in command:
+                    seen.append(command.split()[0])
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    assert listening.wait(10)
+    try:
+        answers = [as_station(station).get("/api/v1/lines").status_code for _ in range(2)]
+    finally:
+        server.echo(f"{prefix}-done")
+        watcher.join(10)
+        for key in server.scan_iter(f"{prefix}:*"):
+            server.delete(key)
+    assert answers == [200, 200]
+    assert seen == ["SET", "INCRBY", "SET", "INCRBY"]
 
 
 def log_in(username: str, password: str, address: str = "10.1.1.1"):

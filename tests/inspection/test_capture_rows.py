@@ -5,7 +5,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.forms.models import model_to_dict
 from django.utils import timezone
 
@@ -132,3 +132,19 @@ def test_a_second_capture_with_the_same_key_writes_nothing():
     with pytest.raises(IntegrityError), transaction.atomic():
         capture_rows_insert(capture=again[0], predictions=again[1], decision=again[2])
     assert Capture.objects.count() == Decision.objects.count() == Prediction.objects.count() == 1
+
+
+def test_the_statement_is_prepared_on_its_connection_after_a_few_captures(postgres):
+    """Its parameters are sent apart from its text, which stays the same from capture to
+    capture: psycopg prepares it on the connection (`prepare_threshold`), and PostgreSQL no
+    longer parses and plans it at each capture."""
+    station = StationFactory(line=ProductionLineFactory(code="L1"), name="S1")
+    versions = {"production": ModelVersionFactory()}
+    for _ in range(6):
+        rows = _rows(station, versions, roles=["production"], acting="production")
+        capture_rows_insert(capture=rows[0], predictions=rows[1], decision=rows[2])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert len([text for text in prepared if text.startswith("WITH capture AS (INSERT")]) == 1
+    assert Capture.objects.count() == Decision.objects.count() == Prediction.objects.count() == 6

@@ -199,3 +199,6 @@ def test_reuseport_launcher_serves_from_two_workers(postgres, tmp_path):
             time.sleep(0.2)
     finally:
         stop(process)
+    # No access log unless asked for (`--access-log`): Django's logging settings must not turn
+    # uvicorn's back on (each line cost the station ~0.15 ms before its answer's body).
+    assert "GET /accounts/login/" not in log.read_text()
