@@ -27,6 +27,7 @@ from config.routing import websocket_urlpatterns  # noqa: E402
 from config.settings import check_production_settings  # noqa: E402
 from core.asgi_limits import BodySizeLimitMiddleware  # noqa: E402
 from core.asgi_threads import ThreadedRoutes  # noqa: E402
+from inspection.apis.captures import capture_decode_early  # noqa: E402
 
 check_production_settings()
 
@@ -41,9 +42,14 @@ startup_objects_freeze()
 application = ProtocolTypeRouter(
     {
         # Oversized bodies are refused before Django reads them (core/asgi_limits.py); the
-        # station's capture POST runs whole in one thread (core/asgi_threads.py).
+        # station's capture POST runs whole in one thread (core/asgi_threads.py), its image
+        # decoded meanwhile in another.
         "http": BodySizeLimitMiddleware(
-            ThreadedRoutes(django_asgi_app, threads=settings.CAPTURE_THREADS)
+            ThreadedRoutes(
+                django_asgi_app,
+                threads=settings.CAPTURE_THREADS,
+                early=capture_decode_early if settings.CAPTURE_DECODE_EARLY else None,
+            )
         ),
         "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
     }

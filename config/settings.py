@@ -283,6 +283,9 @@ SERVING_DEVICE = env("SERVING_DEVICE") or "auto"
 # Threads per web process for the station's capture POST (core/asgi_threads.py); captures
 # beyond them wait on the event loop, not in a thread.
 CAPTURE_THREADS = env_int("CAPTURE_THREADS", 4)
+# Decode a capture's image in another thread while the framework authenticates and parses its
+# request (for stations already known to the process), instead of after.
+CAPTURE_DECODE_EARLY = env_bool("CAPTURE_DECODE_EARLY", True)
 # How long each web process keeps a line's deployments (0: read them for every capture).
 SERVING_DEPLOYMENT_CACHE_SECONDS = float(env("SERVING_DEPLOYMENT_CACHE_SECONDS") or 2)
 # How long each web process keeps a station found by its token, with its line's settings (0:

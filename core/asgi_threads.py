@@ -12,13 +12,21 @@ Everything else (pages, the long poll that waits on the channel layer without a 
 downloads) stays on Django's ASGI handler. The body limit still applies first
 (core/asgi_limits.py wraps this app), and the response is sent in one piece (a capture answer is
 a few kilobytes of JSON).
+
+`early`, if given, is called on the event loop with the request's environ and body once the
+body is in, before the request goes to its thread. It may start, in another thread, work the
+request will need (the capture's image decoded while the framework authenticates and parses),
+and leave a handle in the environ for the view. It must be quick; what it raises is logged and
+the request goes on without it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -27,6 +35,10 @@ from django.core.handlers.wsgi import WSGIHandler
 from core.asgi_limits import CAPTURE_PATH, ASGIApp, Receive, Scope, Send
 
 THREADED_ROUTES = {("POST", CAPTURE_PATH)}
+
+Early = Callable[[dict[str, Any], bytes], None]
+
+logger = logging.getLogger(__name__)
 
 
 def wsgi_environ(scope: Scope, body: bytes) -> dict[str, Any]:
@@ -67,9 +79,10 @@ def wsgi_environ(scope: Scope, body: bytes) -> dict[str, Any]:
 class ThreadedRoutes:
     """Wraps the ASGI HTTP app; requests in THREADED_ROUTES run in one thread each, whole."""
 
-    def __init__(self, app: ASGIApp, *, threads: int) -> None:
+    def __init__(self, app: ASGIApp, *, threads: int, early: Early | None = None) -> None:
         self.app = app
         self.threads = threads
+        self.early = early
         self._wsgi: WSGIHandler | None = None
         self._executor: ThreadPoolExecutor | None = None
 
@@ -92,10 +105,15 @@ class ThreadedRoutes:
             if not message.get("more_body"):
                 break
         handler, executor = self._handler()
+        body = b"".join(chunks)
+        environ = wsgi_environ(scope, body)
+        if self.early is not None:
+            try:
+                self.early(environ, body)
+            except Exception:
+                logger.exception("early work for %s %s failed", scope["method"], scope["path"])
         loop = asyncio.get_running_loop()
-        status, headers, body = await loop.run_in_executor(
-            executor, _respond, handler, wsgi_environ(scope, b"".join(chunks))
-        )
+        status, headers, body = await loop.run_in_executor(executor, _respond, handler, environ)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

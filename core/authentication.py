@@ -52,6 +52,22 @@ def station_for_token(token: str) -> Station | None:
     return station
 
 
+def station_kept(authorization: str) -> Station | None:
+    """The station of an `Authorization: Token ...` header if this process found it by its
+    token in the last STATION_AUTH_CACHE_SECONDS; never asks the database. For work started
+    on a request's behalf before it is authenticated (which still happens, as for any
+    request): a miss only means that work is not started early."""
+    keyword, _, token = authorization.partition(" ")
+    if keyword.lower() != StationTokenAuthentication.keyword.lower() or not token:
+        return None
+    if settings.STATION_AUTH_CACHE_SECONDS <= 0:
+        return None
+    kept = _stations.get(token_hash(token.strip()))
+    if kept is None or kept[0] <= time.monotonic():
+        return None
+    return kept[1]
+
+
 def stations_forget() -> None:
     """Look every token up again (after a station was disabled or its token rotated here)."""
     _stations.clear()

@@ -142,6 +142,12 @@ def _redis_client(cache):
     return client
 
 
+# station id -> until when this process refused its requests (the end of the window it ran
+# over): work started for a request before it is throttled is not started for these.
+_stations_refused: dict[int, float] = {}
+_STATIONS_REFUSED_KEPT = 10_000
+
+
 class StationThrottle(WindowThrottle):
     """Per station (its token): two stations on one line have a bucket each."""
 
@@ -151,6 +157,24 @@ class StationThrottle(WindowThrottle):
         if not is_station(request):
             return None
         return self.cache_format % {"scope": self.scope, "ident": request.auth.pk}
+
+    def allow_request(self, request, view) -> bool:
+        allowed = super().allow_request(request, view)
+        if not allowed:
+            if len(_stations_refused) >= _STATIONS_REFUSED_KEPT:
+                _stations_refused.clear()
+            _stations_refused[request.auth.pk] = time.monotonic() + self.retry_after
+        return allowed
+
+
+def station_refused_lately(station_id: int) -> bool:
+    """Whether this process refused the station's requests in its current window."""
+    until = _stations_refused.get(station_id)
+    return until is not None and until > time.monotonic()
+
+
+def stations_refused_forget() -> None:
+    _stations_refused.clear()
 
 
 class UserThrottle(WindowThrottle):

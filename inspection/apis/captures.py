@@ -21,12 +21,15 @@ from rest_framework.views import APIView
 
 from core import blobs, live_events
 from core.api_schema import CURSOR_PAGE_PARAMETERS, ID_MAX, cursor_paginated, errors
+from core.authentication import station_kept
 from core.errors import ApplicationError
 from core.instances import instances_release
 from core.models import Verdict
+from core.multipart import multipart_part
 from core.pagination import KeysetPagination
 from core.permissions import IsInspector, IsStation, IsStationOrStaff, is_station
 from core.selectors import line_ids_visible, line_is_visible
+from core.throttling import station_refused_lately
 from inspection import events, selectors, services
 from inspection.apis.serializers import (
     CaptureOutputSerializer,
@@ -180,6 +183,22 @@ def _no_constants(name: str) -> None:
     raise ValueError(f"{name} is not a number")
 
 
+EARLY_DECODE = "inspection.early_decode"  # the environ's key for the image's EarlyDecode
+
+
+def capture_decode_early(environ: dict[str, Any], body: bytes) -> None:
+    """Start decoding a posted capture's image as its body comes in (core/asgi_threads.py's
+    `early`), for a station this process knows by its token and has not throttled in this
+    window: an unknown or refused client never gets an image decoded before it is refused."""
+    station = station_kept(environ.get("HTTP_AUTHORIZATION", ""))
+    if station is None or station_refused_lately(station.pk):
+        return
+    image = multipart_part(body, environ.get("CONTENT_TYPE", ""), "image")
+    if image is None or len(image) > settings.CAPTURE_MAX_BYTES:
+        return
+    environ[EARLY_DECODE] = services.EarlyDecode(image)
+
+
 class CaptureCollectionApi(APIView):
     """POST: a station sends a capture. GET: captures, newest first, with filters."""
 
@@ -248,6 +267,7 @@ class CaptureCollectionApi(APIView):
             captured_at=data.get("captured_at"),
             metadata=data.get("metadata"),
             edge_decision=data.get("edge_decision"),
+            early=request.META.get(EARLY_DECODE),
         )
         response = capture_response(
             result.capture, status.HTTP_201_CREATED if result.created else status.HTTP_200_OK

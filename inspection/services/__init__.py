@@ -13,6 +13,7 @@
 """
 
 from inspection.services.captures import (
+    EarlyDecode,
     EdgeDecision,
     IngestResult,
     capture_ingest,
@@ -57,6 +58,7 @@ __all__ = [
     "capture_ingest",
     "capture_release",
     "decision_claim",
+    "EarlyDecode",
     "defect_type_create",
     "defect_type_delete",
     "defect_type_update",

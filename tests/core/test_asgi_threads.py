@@ -1,6 +1,7 @@
 """The station's capture POST served whole in one worker thread (core/asgi_threads.py), through
 the same ASGI stack as the server (the body limit in front), without a server."""
 
+import hashlib
 import json
 import threading
 
@@ -9,7 +10,12 @@ from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart
 
 from core.asgi_limits import BodySizeLimitMiddleware
 from core.asgi_threads import ThreadedRoutes, wsgi_environ
+from core.authentication import stations_forget
+from core.throttling import WindowThrottle, stations_refused_forget
+from inspection.apis.captures import EARLY_DECODE, capture_decode_early
 from inspection.models import Capture
+from inspection.services import captures as capture_services
+from inspection.services.captures import image_decode
 from tests.factories import (
     DeploymentFactory,
     ProductionLineFactory,
@@ -182,3 +188,117 @@ def test_the_environ_carries_headers_address_and_the_body_as_read():
     assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == ("example.org", "443")
     assert environ["wsgi.url_scheme"] == "https"
     assert environ["wsgi.input"].read() == b"hello"
+
+
+# --- The capture's image decoded while the framework reads the request ---
+
+
+@pytest.fixture
+def stations_kept(settings):
+    """Stations found by their token are kept (tests otherwise look them up every time)."""
+    settings.STATION_AUTH_CACHE_SECONDS = 60
+    stations_forget()
+    stations_refused_forget()
+    yield
+    stations_forget()
+    stations_refused_forget()
+
+
+@pytest.fixture
+def decodes(monkeypatch):
+    """Every decoding of a posted image, in whichever thread."""
+    seen: list[bytes] = []
+
+    def counted(data):
+        seen.append(data)
+        return image_decode(data)
+
+    monkeypatch.setattr(capture_services, "image_decode", counted)
+    return seen
+
+
+def early_app(started: list):
+    def early(environ, body):
+        capture_decode_early(environ, body)
+        started.append(environ.get(EARLY_DECODE))
+
+    return ThreadedRoutes(fallback_app([]), threads=2, early=early)
+
+
+def test_a_known_stations_image_is_decoded_once_and_early(station, stations_kept, decodes):
+    started: list = []
+    app = early_app(started)
+    answers = []
+    for key in ("k-1", "k-2"):
+        scope, body = capture_request(station.token, key)
+        answers.append(run_asgi(app, scope, [{"type": "http.request", "body": body}]))
+    # The first capture makes the station known to the process; the second is decoded as it
+    # comes in, once, and decided as the first was.
+    assert started[0] is None and started[1] is not None
+    assert started[1].data == image_bytes()
+    assert decodes == [image_bytes(), image_bytes()]
+    first, second = (json.loads(sent[1]["body"]) for sent in answers)
+    assert [sent[0]["status"] for sent in answers] == [201, 201]
+    assert second["model"]["score"] == first["model"]["score"]
+    assert second["image_sha256"] == first["image_sha256"]
+    assert Capture.objects.count() == 2
+
+
+def test_an_unreadable_image_decoded_early_gets_the_same_refusal(station, stations_kept):
+    started: list = []
+    app = early_app(started)
+    scope, body = capture_request(station.token, "k-known")
+    assert run_asgi(app, scope, [{"type": "http.request", "body": body}])[0]["status"] == 201
+    cut = image_bytes()[:600]  # a JPEG cut short
+    body = encode_multipart(
+        BOUNDARY, {"image": upload(cut), "line": "L1", "idempotency_key": "k-cut"}
+    )
+    start, answer = run_asgi(app, scope, [{"type": "http.request", "body": body}])
+    assert started[1] is not None and started[1].data == cut
+    assert start["status"] == 400
+    assert json.loads(answer["body"])["error"]["code"] == "truncated"
+    assert Capture.objects.count() == 1
+
+
+def test_nothing_is_decoded_early_for_an_unknown_token_or_a_throttled_station(
+    station, stations_kept, settings, monkeypatch, django_assert_num_queries
+):
+    scope, body = capture_request("not-a-token", "k-1")
+    environ = wsgi_environ(scope, body)
+    with django_assert_num_queries(0):  # the database is not asked on the event loop
+        capture_decode_early(environ, body)
+    assert EARLY_DECODE not in environ
+
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {
+            **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
+            "station": "1/min",
+        },
+    }
+    monkeypatch.setattr(WindowThrottle, "timer", staticmethod(lambda: 60.0 * 29_000_000 + 5))
+    app = ThreadedRoutes(fallback_app([]), threads=2)
+    statuses = []
+    for key in ("k-1", "k-2"):
+        scope, body = capture_request(station.token, key)
+        statuses.append(run_asgi(app, scope, [{"type": "http.request", "body": body}])[0]["status"])
+    assert statuses == [201, 429]
+    scope, body = capture_request(station.token, "k-3")
+    environ = wsgi_environ(scope, body)
+    capture_decode_early(environ, body)
+    assert EARLY_DECODE not in environ  # refused in this window: no work before it is refused
+
+
+def test_an_early_decoding_of_other_bytes_is_not_used(station, decodes):
+    other = image_bytes(128, 72, seed=5)
+    early = capture_services.EarlyDecode(other)
+    result = capture_services.capture_ingest(
+        station=station,
+        line_code="L1",
+        idempotency_key="k-other",
+        image_data=image_bytes(),
+        early=early,
+    )
+    assert result.capture.image_sha256 == hashlib.sha256(image_bytes()).hexdigest()
+    assert (result.capture.width, result.capture.height) == (256, 144)  # not the other's
+    assert image_bytes() in decodes  # decoded after all
