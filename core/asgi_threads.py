@@ -14,10 +14,12 @@ downloads) stays on Django's ASGI handler. The body limit still applies first
 a few kilobytes of JSON).
 
 `early`, if given, is called on the event loop with the request's environ and body once the
-body is in, before the request goes to its thread. It may start, in another thread, work the
-request will need (the capture's image decoded while the framework authenticates and parses),
-and leave a handle in the environ for the view. It must be quick; what it raises is logged and
-the request goes on without it.
+body is in, before the request goes to its thread, when no other request of these routes is in
+flight in the process. It may start, in another thread, work the request will need (the
+capture's image decoded while the framework authenticates and parses), and leave a handle in
+the environ for the view. With other captures in flight the cores are busy anyway: starting
+early would only add a thread's hand-off and contention to each. It must be quick; what it
+raises is logged and the request goes on without it.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ class ThreadedRoutes:
         self.app = app
         self.threads = threads
         self.early = early
+        self.in_flight = 0  # requests of these routes between their body and their answer
         self._wsgi: WSGIHandler | None = None
         self._executor: ThreadPoolExecutor | None = None
 
@@ -107,13 +110,17 @@ class ThreadedRoutes:
         handler, executor = self._handler()
         body = b"".join(chunks)
         environ = wsgi_environ(scope, body)
-        if self.early is not None:
+        if self.early is not None and self.in_flight == 0:
             try:
                 self.early(environ, body)
             except Exception:
                 logger.exception("early work for %s %s failed", scope["method"], scope["path"])
         loop = asyncio.get_running_loop()
-        status, headers, body = await loop.run_in_executor(executor, _respond, handler, environ)
+        self.in_flight += 1
+        try:
+            status, headers, body = await loop.run_in_executor(executor, _respond, handler, environ)
+        finally:
+            self.in_flight -= 1
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

@@ -302,3 +302,18 @@ def test_an_early_decoding_of_other_bytes_is_not_used(station, decodes):
     assert result.capture.image_sha256 == hashlib.sha256(image_bytes()).hexdigest()
     assert (result.capture.width, result.capture.height) == (256, 144)  # not the other's
     assert image_bytes() in decodes  # decoded after all
+
+
+def test_nothing_starts_early_while_another_capture_is_in_flight(station, stations_kept):
+    started: list = []
+    app = early_app(started)
+    scope, body = capture_request(station.token, "k-1")
+    assert run_asgi(app, scope, [{"type": "http.request", "body": body}])[0]["status"] == 201
+    app.in_flight = 1  # another station's capture is being served: the cores are busy
+    scope, body = capture_request(station.token, "k-2")
+    assert run_asgi(app, scope, [{"type": "http.request", "body": body}])[0]["status"] == 201
+    assert len(started) == 1  # only the first was offered (when the station was not known)
+    app.in_flight = 0
+    scope, body = capture_request(station.token, "k-3")
+    assert run_asgi(app, scope, [{"type": "http.request", "body": body}])[0]["status"] == 201
+    assert started[-1] is not None and app.in_flight == 0
