@@ -63,6 +63,11 @@ def post(client: httpx.Client, line: str, data: bytes) -> tuple[float, dict, dic
         files={"image": ("phone.jpg", data, "image/jpeg")},
     )
     elapsed = (time.perf_counter() - started) * 1000
+    if response.status_code == 429:
+        raise SystemExit(
+            f"HTTP 429: {response.text[:500]}\nThe station's rate limit was reached: start the "
+            "server with a higher THROTTLE_STATION_RATE (e.g. 100000/min) for the benchmark."
+        )
     if response.status_code not in (200, 201):
         raise SystemExit(f"HTTP {response.status_code}: {response.text[:500]}")
     timing = {}
