@@ -37,19 +37,25 @@ def station_for_token(token: str) -> Station | None:
     if not token:
         return None
     digest = token_hash(token)
+    kept = _station_kept(digest)
+    if kept is not None:
+        return kept
     ttl = settings.STATION_AUTH_CACHE_SECONDS
-    now = time.monotonic()
-    kept = _stations.get(digest) if ttl > 0 else None
-    if kept is not None and kept[0] > now:
-        return kept[1]
     station = (
         Station.objects.select_related("line").filter(token_hash=digest, is_active=True).first()
     )
     if ttl > 0 and station is not None:
         if len(_stations) >= _STATIONS_KEPT:
             _stations.clear()
-        _stations[digest] = (now + ttl, station)
+        _stations[digest] = (time.monotonic() + ttl, station)
     return station
+
+
+def _station_kept(digest: str) -> Station | None:
+    if settings.STATION_AUTH_CACHE_SECONDS <= 0:
+        return None
+    kept = _stations.get(digest)
+    return kept[1] if kept is not None and kept[0] > time.monotonic() else None
 
 
 def station_kept(authorization: str) -> Station | None:
@@ -58,14 +64,9 @@ def station_kept(authorization: str) -> Station | None:
     on a request's behalf before it is authenticated (which still happens, as for any
     request): a miss only means that work is not started early."""
     keyword, _, token = authorization.partition(" ")
-    if keyword.lower() != StationTokenAuthentication.keyword.lower() or not token:
+    if keyword.lower() != StationTokenAuthentication.keyword.lower() or not token.strip():
         return None
-    if settings.STATION_AUTH_CACHE_SECONDS <= 0:
-        return None
-    kept = _stations.get(token_hash(token.strip()))
-    if kept is None or kept[0] <= time.monotonic():
-        return None
-    return kept[1]
+    return _station_kept(token_hash(token.strip()))
 
 
 def stations_forget() -> None:

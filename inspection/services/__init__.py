@@ -47,6 +47,7 @@ from inspection.services.verdicts import UNDO_SECONDS, verdict_record, verdict_u
 
 __all__ = [
     "UNDO_SECONDS",
+    "EarlyDecode",
     "EdgeDecision",
     "IngestResult",
     "NewStation",
@@ -58,7 +59,6 @@ __all__ = [
     "capture_ingest",
     "capture_release",
     "decision_claim",
-    "EarlyDecode",
     "defect_type_create",
     "defect_type_delete",
     "defect_type_update",
