@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from django.db import IntegrityError, connection, transaction
 from django.forms.models import model_to_dict
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from inspection.models import Capture, Decision, Prediction
@@ -148,3 +149,18 @@ def test_the_statement_is_prepared_on_its_connection_after_a_few_captures(postgr
         prepared = [row[0] for row in cursor.fetchall()]
     assert len([text for text in prepared if text.startswith("WITH capture AS (INSERT")]) == 1
     assert Capture.objects.count() == Decision.objects.count() == Prediction.objects.count() == 6
+
+
+def test_the_statement_is_logged_when_queries_are(postgres):
+    """With DEBUG's query log on (or a test counting queries), the statement goes through
+    Django's debug cursor: logged once, with PostgreSQL's own placeholders, and written."""
+    station = StationFactory(line=ProductionLineFactory(code="L1"), name="S1")
+    versions = {"production": ModelVersionFactory(), "canary": ModelVersionFactory()}
+    rows = _rows(station, versions, roles=["production", "canary"], acting="canary")
+    with CaptureQueriesContext(connection) as queries:
+        capture_rows_insert(capture=rows[0], predictions=rows[1], decision=rows[2])
+    logged = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("WITH capture")]
+    assert len(logged) == 1
+    assert "$1" in logged[0] and "%s" not in logged[0]
+    assert Prediction.objects.filter(capture=rows[0]).count() == 2
+    assert Decision.objects.get(capture=rows[0]).acting_prediction.role == "canary"
