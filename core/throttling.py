@@ -8,6 +8,14 @@ never undercount by overwriting each other's list, and a busy station's bucket s
 Across a window's boundary a client may send up to twice the rate in a short burst; the rates are
 far above real use.
 
+A web process takes a client's requests from the shared count in leases of a hundredth of the
+rate (`lease_size`; at most 100): one INCRBY lets it through that many requests of the window
+without asking the cache again, and a bucket found full is refused without asking until its
+window ends. At the station's default 1200/min that is one round trip in 12 captures instead of
+one per capture (~0.8 ms of the station's wait, half of it waiting for Redis). Never more than
+the rate gets through; at worst each process leaves part of its last lease unused and refuses
+that much (a hundredth of the rate per process) early. Rates under 200 a period count one by one.
+
 The cache may be down (Redis restarting, unreachable): a throttle then lets the request through
 (fails open), does not ask the cache again in this process for CACHE_RETRY_SECONDS, so no request
 waits on a dead Redis, and logs a warning at most every WARNING_INTERVAL_SECONDS. The limits are a
@@ -16,6 +24,7 @@ guard; the line must not stop for them.
 
 import logging
 import math
+import threading
 import time
 
 from django.conf import settings
@@ -68,6 +77,48 @@ class CacheBreaker:
 
 breaker = CacheBreaker()
 
+# A bucket this process found full: refused until its window ends.
+FULL = -1
+
+
+class Leases:
+    """This process's leases on the shared buckets: for each bucket (a client's window), how
+    many more requests the process may let through without asking the cache, or FULL."""
+
+    KEPT = 10_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._left: dict[str, tuple[float, int]] = {}  # key -> (the window's end, left)
+
+    def take(self, key: str) -> bool | None:
+        """True: one request of the lease (now used); False: the bucket is full; None: no lease
+        left, ask the cache."""
+        with self._lock:
+            ends, left = self._left.get(key, (0.0, 0))
+            if left == FULL:
+                return False
+            if left == 0:
+                return None
+            self._left[key] = (ends, left - 1)
+            return True
+
+    def grant(self, key: str, *, ends: float, now: float, left: int) -> None:
+        with self._lock:
+            if len(self._left) >= self.KEPT:  # windows gone by
+                self._left = {k: v for k, v in self._left.items() if v[0] > now}
+            _, held = self._left.get(key, (0.0, 0))
+            if left != FULL and held > 0:  # another thread's lease, taken at the same time
+                left += held
+            self._left[key] = (ends, left)
+
+    def forget(self) -> None:
+        with self._lock:
+            self._left.clear()
+
+
+leases = Leases()
+
 
 class WindowThrottle(SimpleRateThrottle):
     """A DRF throttle: at most `rate` requests per client in each window of the rate's period."""
@@ -94,35 +145,51 @@ class WindowThrottle(SimpleRateThrottle):
             return True
         now = self.timer()
         window = int(now // self.duration)
-        self.retry_after = (window + 1) * self.duration - now
-        count = self._count(f"{key}:{window}")
-        return count is None or count <= self.num_requests
+        ends = (window + 1) * self.duration
+        self.retry_after = ends - now
+        key = f"{key}:{window}"
+        leased = leases.take(key)
+        if leased is not None:
+            return leased
+        size = self.lease_size()
+        count = self._count(key, size)
+        if count is None:
+            return True  # the cache cannot say: let through, lease nothing
+        granted = min(size, self.num_requests - (count - size))
+        leases.grant(key, ends=ends, now=now, left=granted - 1 if granted > 0 else FULL)
+        return granted > 0
+
+    def lease_size(self) -> int:
+        """The requests this process takes from a client's bucket at once: a hundredth of the
+        rate, at most 100; one at a time under 200 a period."""
+        return max(1, min(100, self.num_requests // 100))
 
     def wait(self) -> int:
         return max(1, math.ceil(self.retry_after))
 
-    def _count(self, key: str) -> int | None:
-        """This window's requests so far, this one included; None when the cache cannot say."""
+    def _count(self, key: str, size: int = 1) -> int | None:
+        """This window's requests so far with `size` more (this one and the rest of the lease);
+        None when the cache cannot say."""
         if not breaker.allows():
             return None
         try:
             client = _redis_client(self.cache)
             if client is not None:
                 # One round trip: the window's first request creates the key at 0 with its
-                # expiry (SET NX, which outlives the window), then INCR counts. (EXPIRE NX would
-                # need Redis 7.)
+                # expiry (SET NX, which outlives the window), then INCRBY counts. (EXPIRE NX
+                # would need Redis 7.)
                 stored_key = self.cache.make_and_validate_key(key)
                 pipeline = client.pipeline(transaction=False)
                 pipeline.set(stored_key, 0, ex=self.duration + 5, nx=True)
-                pipeline.incr(stored_key)
+                pipeline.incrby(stored_key, size)
                 return int(pipeline.execute()[1])
             try:
-                return self.cache.incr(key)
+                return self.cache.incr(key, size)
             except ValueError:  # the window's first request: no key yet
                 # The key outlives its window, so it cannot expire while the window is current.
-                if self.cache.add(key, 1, timeout=self.duration + 5):
-                    return 1
-                return self.cache.incr(key)  # another process started the window first
+                if self.cache.add(key, size, timeout=self.duration + 5):
+                    return size
+                return self.cache.incr(key, size)  # another process started the window first
         except Exception as exc:  # any failure of the cache lets the request through
             breaker.failed(exc)
             return None

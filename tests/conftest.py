@@ -94,7 +94,10 @@ def _isolated_storage(settings, tmp_path):
 def _unit_test_plumbing(request, settings):
     """Unit tests get an in-memory channel layer and cache and eager Celery; integration tests
     the real. The cache starts empty: the throttles count per station and user id, and ids come
-    again from test to test."""
+    again from test to test; so do the throttles' leases on its counts."""
+    from core.throttling import leases
+
+    leases.forget()
     if request.node.get_closest_marker("integration"):
         yield
         return

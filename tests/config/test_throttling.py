@@ -13,6 +13,7 @@ import pytest
 import redis
 from asgiref.sync import async_to_sync
 from axes.models import AccessAttempt
+from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.db.models import F
@@ -247,6 +248,78 @@ def test_a_request_is_counted_in_one_round_trip_to_redis(redis_url, settings, ra
             server.delete(key)
     assert answers == [200, 200]
     assert seen == ["SET", "INCRBY", "SET", "INCRBY"]
+
+
+class OneBucket(throttling.WindowThrottle):
+    """The station's rate, one bucket for every request: a web process's view of it."""
+
+    scope = "station"
+
+    def get_cache_key(self, request, view) -> str:
+        return self.cache_format % {"scope": self.scope, "ident": "one"}
+
+
+def allowed(count: int) -> int:
+    request = SimpleNamespace(META={})
+    return sum(OneBucket().allow_request(request, None) for _ in range(count))
+
+
+def test_a_process_takes_a_hundredth_of_the_rate_at_a_time_and_asks_again_when_it_is_spent(
+    rates, clock, monkeypatch
+):
+    rates(station="1000/min")
+    asked = []
+    count = throttling.WindowThrottle._count
+    monkeypatch.setattr(
+        throttling.WindowThrottle,
+        "_count",
+        lambda self, key, size=1: asked.append(size) or count(self, key, size),
+    )
+    assert allowed(25) == 25
+    assert asked == [10, 10, 10]  # three round trips for 25 requests
+    bucket = f"throttle:station:one:{int(clock.value // 60)}"
+    assert cache.get(bucket) == 30  # leased: 5 still this process's
+
+
+def test_never_more_than_the_rate_gets_through_two_processes_sharing_a_bucket(
+    rates, clock, monkeypatch
+):
+    rates(station="301/min")  # leases of 3
+    first, second = throttling.Leases(), throttling.Leases()
+    through = []
+    for turn in range(400):  # the processes take turns, one request each
+        monkeypatch.setattr(throttling, "leases", first if turn % 2 else second)
+        through.append(allowed(1))
+    assert sum(through) == 301  # the last lease was cut to what was left of the rate
+    assert through[:301] == [1] * 301
+
+
+def test_a_lease_taken_before_the_bucket_filled_is_still_used(rates, clock, monkeypatch):
+    rates(station="301/min")
+    first, second = throttling.Leases(), throttling.Leases()
+    monkeypatch.setattr(throttling, "leases", first)
+    assert allowed(1) == 1  # takes 3, uses 1
+    monkeypatch.setattr(throttling, "leases", second)
+    assert allowed(400) == 298  # the rest of the rate; refused after, without asking
+    monkeypatch.setattr(throttling, "leases", first)
+    assert allowed(5) == 2  # what was left of its lease: 301 in all
+
+
+def test_a_full_bucket_is_refused_without_asking_the_cache_until_its_window_ends(
+    rates, clock, monkeypatch
+):
+    rates(station="2/min")
+    asked = []
+    count = throttling.WindowThrottle._count
+    monkeypatch.setattr(
+        throttling.WindowThrottle,
+        "_count",
+        lambda self, key, size=1: asked.append(key) or count(self, key, size),
+    )
+    assert allowed(10) == 2
+    assert len(asked) == 3  # one at a time under 200/min: two let through, one found full
+    clock.value += 40  # the next minute
+    assert allowed(1) == 1
 
 
 def log_in(username: str, password: str, address: str = "10.1.1.1"):
