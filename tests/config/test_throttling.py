@@ -264,17 +264,23 @@ def allowed(count: int) -> int:
     return sum(OneBucket().allow_request(request, None) for _ in range(count))
 
 
-def test_a_process_takes_a_hundredth_of_the_rate_at_a_time_and_asks_again_when_it_is_spent(
-    rates, clock, monkeypatch
-):
-    rates(station="1000/min")
-    asked = []
+@pytest.fixture
+def asked(monkeypatch) -> list[int]:
+    """The lease sizes a throttle asks the cache for, one per round trip."""
+    sizes: list[int] = []
     count = throttling.WindowThrottle._count
     monkeypatch.setattr(
         throttling.WindowThrottle,
         "_count",
-        lambda self, key, size=1: asked.append(size) or count(self, key, size),
+        lambda self, key, size=1: sizes.append(size) or count(self, key, size),
     )
+    return sizes
+
+
+def test_a_process_takes_a_hundredth_of_the_rate_at_a_time_and_asks_again_when_it_is_spent(
+    rates, clock, asked
+):
+    rates(station="1000/min")
     assert allowed(25) == 25
     assert asked == [10, 10, 10]  # three round trips for 25 requests
     bucket = f"throttle:station:one:{int(clock.value // 60)}"
@@ -306,18 +312,11 @@ def test_a_lease_taken_before_the_bucket_filled_is_still_used(rates, clock, monk
 
 
 def test_a_full_bucket_is_refused_without_asking_the_cache_until_its_window_ends(
-    rates, clock, monkeypatch
+    rates, clock, asked
 ):
     rates(station="2/min")
-    asked = []
-    count = throttling.WindowThrottle._count
-    monkeypatch.setattr(
-        throttling.WindowThrottle,
-        "_count",
-        lambda self, key, size=1: asked.append(key) or count(self, key, size),
-    )
     assert allowed(10) == 2
-    assert len(asked) == 3  # one at a time under 200/min: two let through, one found full
+    assert asked == [1, 1, 1]  # one at a time under 200/min: two let through, one found full
     clock.value += 40  # the next minute
     assert allowed(1) == 1
 
