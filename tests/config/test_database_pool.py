@@ -53,11 +53,13 @@ def test_a_connection_handed_out_a_moment_ago_goes_out_unchecked(checks, monkeyp
 def test_connections_that_broke_while_idle_are_replaced_before_a_request_gets_one(
     checks, monkeypatch
 ):
-    backend_pid()
-    connection.close()  # the pool holds at least this one, idle
     # Every idle connection breaks (the pool hands its idle connections out in turn, so which
     # one a request gets depends on the tests before).
     with connection.pool.connection() as other:
+        # Django's connection is another one while `other` is out, and back in the pool, idle:
+        # with a pool of one, `other` would be that one, and nothing idle would break.
+        backend_pid()
+        connection.close()
         broken = [
             pid
             for (pid,) in other.execute(
