@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import math
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from asgiref.sync import sync_to_async
@@ -186,17 +187,19 @@ def _no_constants(name: str) -> None:
 EARLY_DECODE = "inspection.early_decode"  # the environ's key for the image's EarlyDecode
 
 
-def capture_decode_early(environ: dict[str, Any], body: bytes) -> None:
-    """Start decoding a posted capture's image as its body comes in (core/asgi_threads.py's
-    `early`), for a station this process knows by its token and has not throttled in this
+def capture_decode_early(environ: dict[str, Any], body: bytes) -> Callable[[], None] | None:
+    """The decoding of a posted capture's image as its body comes in (core/asgi_threads.py's
+    `early`: its `run`, returned, decodes on the event loop while the request goes through the
+    framework), for a station this process knows by its token and has not throttled in this
     window: an unknown or refused client never gets an image decoded before it is refused."""
     station = station_kept(environ.get("HTTP_AUTHORIZATION", ""))
     if station is None or station_refused_lately(station.pk):
-        return
+        return None
     image = multipart_part(body, environ.get("CONTENT_TYPE", ""), "image")
     if image is None or len(image) > settings.CAPTURE_MAX_BYTES:
-        return
-    environ[EARLY_DECODE] = services.EarlyDecode(image)
+        return None
+    early = environ[EARLY_DECODE] = services.EarlyDecode(image)
+    return early.run
 
 
 class CaptureCollectionApi(APIView):

@@ -204,13 +204,21 @@ def stations_kept(settings):
     stations_refused_forget()
 
 
+class Decodes(list):
+    """Every decoding of a posted image, and the thread each ran in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[threading.Thread] = []
+
+
 @pytest.fixture
-def decodes(monkeypatch):
-    """Every decoding of a posted image, in whichever thread."""
-    seen: list[bytes] = []
+def decodes(monkeypatch) -> Decodes:
+    seen = Decodes()
 
     def counted(data):
         seen.append(data)
+        seen.threads.append(threading.current_thread())
         return image_decode(data)
 
     monkeypatch.setattr(capture_services, "image_decode", counted)
@@ -219,8 +227,9 @@ def decodes(monkeypatch):
 
 def early_app(started: list):
     def early(environ, body):
-        capture_decode_early(environ, body)
+        work = capture_decode_early(environ, body)
         started.append(environ.get(EARLY_DECODE))
+        return work
 
     return ThreadedRoutes(fallback_app([]), threads=2, early=early)
 
@@ -237,6 +246,10 @@ def test_a_known_stations_image_is_decoded_once_and_early(station, stations_kept
     assert started[0] is None and started[1] is not None
     assert started[1].data == image_bytes()
     assert decodes == [image_bytes(), image_bytes()]
+    # The first in the request's own thread; the second on the event loop (here, the test's
+    # thread), while the request went through the framework in its thread.
+    assert decodes.threads[0] is not threading.current_thread()
+    assert decodes.threads[1] is threading.current_thread()
     first, second = (json.loads(sent[1]["body"]) for sent in answers)
     assert [sent[0]["status"] for sent in answers] == [201, 201]
     assert second["model"]["score"] == first["model"]["score"]
@@ -302,6 +315,18 @@ def test_an_early_decoding_of_other_bytes_is_not_used(station, decodes):
     assert result.capture.image_sha256 == hashlib.sha256(image_bytes()).hexdigest()
     assert (result.capture.width, result.capture.height) == (256, 144)  # not the other's
     assert image_bytes() in decodes  # decoded after all
+
+
+def test_early_work_that_fails_is_logged_and_the_capture_still_answered(station, caplog):
+    def broken():
+        raise RuntimeError("early work broke")
+
+    app = ThreadedRoutes(fallback_app([]), threads=2, early=lambda environ, body: broken)
+    scope, body = capture_request(station.token, "k-1")
+    start, answer = run_asgi(app, scope, [{"type": "http.request", "body": body}])
+    assert start["status"] == 201
+    assert json.loads(answer["body"])["image_sha256"] == hashlib.sha256(image_bytes()).hexdigest()
+    assert "early work for POST /api/v1/captures failed" in caplog.text
 
 
 def test_nothing_starts_early_while_another_capture_is_in_flight(station, stations_kept):
