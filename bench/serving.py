@@ -206,9 +206,13 @@ def main() -> None:
         floor.thread.shutdown()
         results.update(floor.summary())
         results["ratio_p50_to_inprocess"] = results["p50_ms"] / results["inprocess_ms"]
+        # What serving adds, in ms: comparable across hosts, where the ratio is not (the same
+        # costs weigh more on a faster floor).
+        results["beyond_inprocess_ms"] = results["p50_ms"] - results["inprocess_ms"]
     else:
         results["inprocess_ms"] = None
         results["ratio_p50_to_inprocess"] = None
+        results["beyond_inprocess_ms"] = None
         results["note"] = "no model found for the in-process floor: pass --model"
 
     loaded_n = args.loaded_n or 2 * args.n
