@@ -105,12 +105,22 @@ class Leases:
 
     def grant(self, key: str, *, ends: float, now: float, left: int) -> None:
         with self._lock:
-            if len(self._left) >= self.KEPT:  # windows gone by
-                self._left = {k: v for k, v in self._left.items() if v[0] > now}
             _, held = self._left.get(key, (0.0, 0))
             if left != FULL and held > 0:  # another thread's lease, taken at the same time
                 left += held
+            if left == 0:  # nothing to keep (a lease of one, used at once)
+                self._left.pop(key, None)
+                return
+            if len(self._left) >= self.KEPT:
+                self._left = {k: v for k, v in self._left.items() if v[0] > now}  # gone by
+                if len(self._left) >= self.KEPT:
+                    # As many clients at once: forgetting a lease only costs round trips (what
+                    # it held stays counted, so it can refuse early, never let more through).
+                    self._left.clear()
             self._left[key] = (ends, left)
+
+    def __len__(self) -> int:
+        return len(self._left)
 
     def forget(self) -> None:
         with self._lock:

@@ -321,6 +321,23 @@ def test_a_full_bucket_is_refused_without_asking_the_cache_until_its_window_ends
     assert allowed(1) == 1
 
 
+def test_a_process_keeps_only_leases_with_something_left_and_never_more_than_it_may(
+    monkeypatch,
+):
+    leases = throttling.Leases()
+    leases.grant("one-by-one:1", ends=60.0, now=1.0, left=0)  # a lease of one, used at once
+    assert len(leases) == 0 and leases.take("one-by-one:1") is None
+    monkeypatch.setattr(throttling.Leases, "KEPT", 3)
+    for client in range(5):  # more clients at once than it keeps, all in the current window
+        leases.grant(f"client-{client}:1", ends=60.0, now=1.0, left=5)
+    assert len(leases) <= 3
+    assert leases.take("client-4:1") is True  # the newest lease is kept
+    while len(leases) < 3:
+        leases.grant(f"client-{len(leases) + 10}:1", ends=60.0, now=1.0, left=5)
+    leases.grant("client-9:2", ends=120.0, now=61.0, left=5)  # the window before is gone
+    assert len(leases) == 1 and leases.take("client-9:2") is True
+
+
 def log_in(username: str, password: str, address: str = "10.1.1.1"):
     return Client().post(
         "/accounts/login/", {"username": username, "password": password}, REMOTE_ADDR=address
