@@ -121,7 +121,7 @@ class ThreadedRoutes:
             try:
                 work = self.early(environ, body)
             except Exception:
-                logger.exception("early work for %s %s failed", scope["method"], scope["path"])
+                _early_failed(scope)
         loop = asyncio.get_running_loop()
         self.in_flight += 1
         try:
@@ -130,12 +130,16 @@ class ThreadedRoutes:
                 try:
                     work()  # here, while the request's thread goes through the framework
                 except Exception:
-                    logger.exception("early work for %s %s failed", scope["method"], scope["path"])
+                    _early_failed(scope)
             status, headers, body = await answer
         finally:
             self.in_flight -= 1
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def _early_failed(scope: Scope) -> None:
+    logger.exception("early work for %s %s failed", scope["method"], scope["path"])
 
 
 def _respond(handler: WSGIHandler, environ: dict[str, Any]) -> tuple[int, list, bytes]:
