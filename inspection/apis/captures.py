@@ -36,6 +36,7 @@ from inspection.apis.serializers import (
     CaptureOutputSerializer,
     InspectorCaptureSerializer,
     RegionSerializer,
+    capture_answer,
     capture_response,
     inspector_response,
     thread_serializer,
@@ -272,7 +273,7 @@ class CaptureCollectionApi(APIView):
             edge_decision=data.get("edge_decision"),
             early=request.META.get(EARLY_DECODE),
         )
-        response = capture_response(
+        response = capture_answer(
             result.capture, status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
         )
         if result.timings:

@@ -5,9 +5,11 @@ import threading
 import uuid
 from typing import Any
 
+from django.http import HttpResponse
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers, status
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from inspection import selectors
@@ -84,29 +86,17 @@ class CaptureOutputSerializer(serializers.Serializer):
 
     def get_model(self, capture) -> dict[str, Any] | None:
         """The acting model's output, when the line's level shows it."""
-        decision = capture.decision
-        if not decision.model_shown:
-            return None
-        for prediction in capture.predictions.all():
-            if prediction.pk == decision.acting_prediction_id:
-                return {
-                    "model_version": prediction.model_version_id,
-                    "role": prediction.role,
-                    "score": round(prediction.score, 6),
-                    "verdict": decision.model_verdict,
-                    "regions": prediction.regions,
-                    "latency_ms": prediction.latency_ms,
-                }
-        return None
+        return _model_output(capture)
 
 
 _per_thread = threading.local()
 
 
 def thread_serializer(cls: type[serializers.Serializer]) -> serializers.Serializer:
-    """One unbound serializer of `cls` per thread, reused on the station's path: making one at
-    each request deep-copies and binds its fields (the answer's 19: under cProfile, 0.9 ms of
-    its 1.3 ms). Use `to_representation` and `run_validation` (what `.data` and `is_valid` run)."""
+    """One unbound serializer of `cls` per thread, reused on the station's path (the capture
+    form's): making one at each request deep-copies and binds its fields (for the answer's 19,
+    under cProfile, 0.9 ms of 1.3). Use `to_representation` and `run_validation` (what `.data`
+    and `is_valid` run)."""
     made = getattr(_per_thread, "made", None)
     if made is None:
         made = _per_thread.made = {}
@@ -115,13 +105,73 @@ def thread_serializer(cls: type[serializers.Serializer]) -> serializers.Serializ
     return made[cls]
 
 
+# DRF's own date-time output (ISO 8601 in the current time zone, "Z" for UTC), as the
+# serializer's fields write it.
+_DATETIME = serializers.DateTimeField()
+
+
+def _when(value: Any) -> str | None:
+    return None if value is None else _DATETIME.to_representation(value)
+
+
 def capture_output(capture) -> dict[str, Any]:
-    """`CaptureOutputSerializer(capture).data`."""
-    return thread_serializer(CaptureOutputSerializer).to_representation(capture)
+    """`CaptureOutputSerializer(capture).data`, written out field by field: the station waits
+    for it after the model, when the serializer's 19 fields (each fetched and converted through
+    its Field) took ~0.4 ms of a cold interpreter against ~0.05 ms for this. A test compares the
+    two on every kind of capture; the serializer stays the schema."""
+    decision = capture.decision
+    return {
+        "id": str(capture.id),
+        "line": capture.line.code,
+        "station": int(capture.station_id),
+        "idempotency_key": str(capture.idempotency_key),
+        "status": str(decision.status),
+        "verdict": decision.verdict or None,
+        "decided_by": decision.decided_by or None,
+        "decided_at": _when(decision.decided_at),
+        "reason": str(decision.reason),
+        "audit": bool(decision.audit),
+        "audit_status": decision.audit_status or None,
+        "model": _model_output(capture),
+        "edge": EdgeOutputSerializer(decision).data if decision.edge_verdict else None,
+        "received_at": _when(capture.received_at),
+        "captured_at": _when(capture.captured_at),
+        "image_sha256": str(capture.image_sha256),
+        "width": int(capture.width),
+        "height": int(capture.height),
+        "metadata": capture.metadata,
+    }
+
+
+def _model_output(capture) -> dict[str, Any] | None:
+    """The acting model's output, when the line's level shows it."""
+    decision = capture.decision
+    if not decision.model_shown:
+        return None
+    for prediction in capture.predictions.all():
+        if prediction.pk == decision.acting_prediction_id:
+            return {
+                "model_version": prediction.model_version_id,
+                "role": prediction.role,
+                "score": round(prediction.score, 6),
+                "verdict": decision.model_verdict,
+                "regions": prediction.regions,
+                "latency_ms": prediction.latency_ms,
+            }
+    return None
 
 
 def capture_response(capture, code: int = status.HTTP_200_OK) -> Response:
     return Response(capture_output(capture), status=code)
+
+
+def capture_answer(capture, code: int) -> HttpResponse:
+    """The station's answer to its capture POST: `capture_response`'s JSON, rendered now as
+    DRF's JSONRenderer writes it (the API's only renderer: compact, UTF-8, no NaN) rather than
+    by the Response on its way out of the view (~0.1 ms of the station's wait)."""
+    return HttpResponse(
+        JSONRenderer().render(capture_output(capture)), content_type="application/json", status=code
+    )
 
 
 _URL_PLACEHOLDER = uuid.UUID(int=0)

@@ -421,19 +421,44 @@ def test_shadow_model_runs_off_the_request_path(
     assert body["model"]["role"] == "production"
 
 
-def test_the_answer_is_the_output_serializers_for_captures_in_turn(line, station, deployment):
-    """The answer comes from one serializer per thread, reused: each capture's answer is still
-    exactly what a serializer of its own gives, whatever the capture before it was."""
+def test_the_answer_is_the_output_serializers_for_every_kind_of_capture(line, station, deployment):
+    """The answer is written out field by field (capture_output), not through the serializer:
+    for a decided capture, an audit sample with the station's clock and metadata, and a pending
+    one without the model's output, in turn, it is exactly what the serializer (the API's
+    schema) gives, read again or as first sent, and sent as DRF's JSON renderer writes it."""
+    from rest_framework.renderers import JSONRenderer
+
     from inspection.apis.serializers import CaptureOutputSerializer, capture_output
     from inspection.selectors import capture_get
 
     client = client_for(station)
-    decided = post_capture(client, key="decided").json()
+    decided = post_capture(client, key="decided")
+    line.automation_level, line.audit_percent = "full", 100
+    line.save()
+    metadata = {"serial": "SN-7", "fixture": {"id": "Fü2", "readings": [1, 2.5, None, True]}}
+    audited = post_capture(
+        client,
+        key="audited",
+        data=image_bytes(seed=2),
+        captured_at="2026-03-02T14:05:09.250+01:00",
+        metadata=json.dumps(metadata),
+    )
     line.automation_level = "manual"  # then pending, without the model's output
     line.save()
-    pending = post_capture(client, key="pending", data=image_bytes(seed=3)).json()
-    assert (decided["status"], pending["status"]) == ("decided", "pending")
-    assert decided["model"] is not None and pending["model"] is None
-    for body in (decided, pending, decided):
+    pending = post_capture(client, key="pending", data=image_bytes(seed=3))
+    bodies = [response.json() for response in (decided, audited, pending)]
+    assert [(b["status"], b["audit_status"]) for b in bodies] == [
+        ("decided", None),
+        ("decided", "pending"),
+        ("pending", None),
+    ]
+    assert bodies[0]["model"] is not None and bodies[2]["model"] is None
+    assert bodies[1]["captured_at"] == "2026-03-02T13:05:09.250000Z"
+    assert bodies[1]["metadata"] == metadata
+    for response, body in zip(
+        (decided, audited, pending, decided), [*bodies, bodies[0]], strict=True
+    ):
         capture = capture_get(capture_id=body["id"])
         assert capture_output(capture) == CaptureOutputSerializer(capture).data == body
+        assert response["Content-Type"] == "application/json"
+        assert response.content == JSONRenderer().render(CaptureOutputSerializer(capture).data)

@@ -118,6 +118,11 @@ def test_an_edge_verdict_stands_and_is_recorded_as_made_at_the_edge(
     # Read again later (the station's long poll, the inspectors' lists): the same.
     again = client_for(station).get(f"/api/v1/captures/{body['id']}").json()
     assert again["edge"] == body["edge"] and again["decided_by"] == "edge"
+    # The answer is written out field by field: what the serializer (the schema) gives.
+    from inspection.apis.serializers import CaptureOutputSerializer, capture_output
+
+    capture = selectors.capture_get(capture_id=body["id"])
+    assert capture_output(capture) == CaptureOutputSerializer(capture).data == body == again
 
 
 def test_an_edge_verdict_within_the_clock_skew_and_without_score_or_sha_is_accepted(
