@@ -81,8 +81,7 @@ class CaptureOutputSerializer(serializers.Serializer):
 
     @extend_schema_field(EdgeOutputSerializer(allow_null=True))
     def get_edge(self, capture) -> dict[str, Any] | None:
-        decision = capture.decision
-        return EdgeOutputSerializer(decision).data if decision.edge_verdict else None
+        return _edge_output(capture)
 
     def get_model(self, capture) -> dict[str, Any] | None:
         """The acting model's output, when the line's level shows it."""
@@ -133,7 +132,7 @@ def capture_output(capture) -> dict[str, Any]:
         "audit": bool(decision.audit),
         "audit_status": decision.audit_status or None,
         "model": _model_output(capture),
-        "edge": EdgeOutputSerializer(decision).data if decision.edge_verdict else None,
+        "edge": _edge_output(capture),
         "received_at": _when(capture.received_at),
         "captured_at": _when(capture.captured_at),
         "image_sha256": str(capture.image_sha256),
@@ -141,6 +140,12 @@ def capture_output(capture) -> dict[str, Any]:
         "height": int(capture.height),
         "metadata": capture.metadata,
     }
+
+
+def _edge_output(capture) -> dict[str, Any] | None:
+    """The station's edge decision, for a capture decided at the edge during an outage."""
+    decision = capture.decision
+    return EdgeOutputSerializer(decision).data if decision.edge_verdict else None
 
 
 def _model_output(capture) -> dict[str, Any] | None:
